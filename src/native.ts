@@ -2,7 +2,8 @@
  * Loads the native addon (native-fallback/, built by `npm ci`) once. Callers
  * describe the functions they use with their own interface and fall back to
  * their TypeScript twin when `nativeAddon()` returns null.
- * SECTUNNEL_NATIVE=0 disables the addon (to test the fallbacks).
+ * SECTUNNEL_NATIVE=0 disables the addon (to test the fallbacks);
+ * SECTUNNEL_NATIVE_PATH=/path/to/sectunnel_native.node loads another build.
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +26,8 @@ export function nativeAddon(): Record<string, unknown> | null {
     loaded = null;
     return loaded;
   }
-  const path = join(repoRoot(), 'native-fallback', 'build', 'Release', 'sectunnel_native.node');
+  const path =
+    process.env.SECTUNNEL_NATIVE_PATH ?? join(repoRoot(), 'native-fallback', 'build', 'Release', 'sectunnel_native.node');
   try {
     loaded = createRequire(import.meta.url)(path) as Record<string, unknown>;
   } catch (e) {
