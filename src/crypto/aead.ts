@@ -104,3 +104,39 @@ export interface Aead {
   /** Zeroes the key material; the object must not be used afterwards. */
   destroy(): void;
 }
+
+/** Stable codes of AeadError. */
+export type AeadErrorCode =
+  | 'ST_AEAD_BAD_ALGORITHM'
+  | 'ST_AEAD_BAD_KEYMAT'
+  | 'ST_AEAD_BAD_BACKEND'
+  | 'ST_AEAD_BACKEND_UNAVAILABLE'
+  | 'ST_AEAD_BAD_DESCRIPTOR'
+  | 'ST_AEAD_DESTROYED';
+
+/** A control-path error of the crypto layer (bad configuration or a caller bug), with a stable code. */
+export class AeadError extends Error {
+  constructor(
+    readonly code: AeadErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'AeadError';
+  }
+}
+
+/**
+ * True if the IV data[ivOff, ivOff+8) and the text plus ICV data[textOff, textOff+textLen+16)
+ * lie inside a buffer of dataLen octets (all offsets non-negative integers).
+ * seal/sealBatch throw AeadError ST_AEAD_BAD_DESCRIPTOR when this is false; open returns false
+ * and openBatch sets ok[i] = 0 for that entry.
+ */
+export function aeadSpanOk(dataLen: number, ivOff: number, textOff: number, textLen: number): boolean {
+  return (
+    ivOff >>> 0 === ivOff &&
+    textOff >>> 0 === textOff &&
+    textLen >>> 0 === textLen &&
+    ivOff + AEAD_IV_BYTES <= dataLen &&
+    textOff + textLen + AEAD_ICV_BYTES <= dataLen
+  );
+}
