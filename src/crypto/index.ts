@@ -10,6 +10,7 @@
 import { AEAD_ALGORITHMS, AEAD_BACKENDS, AeadError, aeadKeymatBytes, aeadKeyBytes } from './aead.js';
 import type { Aead, AeadAlgorithm, AeadBackendName } from './aead.js';
 import { NodeAead } from './node.js';
+import { NobleAead } from './noble.js';
 
 export { AeadBatch, AeadError, AEAD_ALGORITHMS, AEAD_BACKENDS, aeadKeymatBytes } from './aead.js';
 export type { Aead, AeadAlgorithm, AeadBackendName } from './aead.js';
@@ -29,7 +30,7 @@ function unavailable(name: AeadBackendName): string | null {
     case 'node':
       return null;
     case 'noble':
-      return 'the noble backend is not built yet';
+      return null;
     case 'native':
       return 'the native AEAD backend is not built yet';
   }
@@ -93,6 +94,8 @@ export function createAead(algorithm: AeadAlgorithm, keymat: Uint8Array, backend
   switch (name) {
     case 'node':
       return new NodeAead(algorithm, keymat);
+    case 'noble':
+      return new NobleAead(algorithm, keymat);
     default:
       throw new AeadError('ST_AEAD_BACKEND_UNAVAILABLE', `crypto backend ${name} is unavailable`);
   }
