@@ -11,6 +11,7 @@ import { AEAD_ALGORITHMS, AEAD_BACKENDS, AeadError, aeadKeymatBytes, aeadKeyByte
 import type { Aead, AeadAlgorithm, AeadBackendName } from './aead.js';
 import { NodeAead } from './node.js';
 import { NobleAead } from './noble.js';
+import { NativeAead, nativeAeadUnavailableReason } from './native.js';
 
 export { AeadBatch, AeadError, AEAD_ALGORITHMS, AEAD_BACKENDS, aeadKeymatBytes } from './aead.js';
 export type { Aead, AeadAlgorithm, AeadBackendName } from './aead.js';
@@ -32,7 +33,7 @@ function unavailable(name: AeadBackendName): string | null {
     case 'noble':
       return null;
     case 'native':
-      return 'the native AEAD backend is not built yet';
+      return nativeAeadUnavailableReason();
   }
 }
 
@@ -96,7 +97,7 @@ export function createAead(algorithm: AeadAlgorithm, keymat: Uint8Array, backend
       return new NodeAead(algorithm, keymat);
     case 'noble':
       return new NobleAead(algorithm, keymat);
-    default:
-      throw new AeadError('ST_AEAD_BACKEND_UNAVAILABLE', `crypto backend ${name} is unavailable`);
+    case 'native':
+      return new NativeAead(algorithm, keymat);
   }
 }
