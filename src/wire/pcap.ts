@@ -245,9 +245,17 @@ export class CaptureDecoder {
     if (major !== PCAP_VERSION_MAJOR) {
       return fail('PCAP_BAD_VERSION', base + pos + 4, `unsupported pcap version ${major}.${dv.getUint16(pos + 6, le)}`);
     }
-    // §4: the low 28 bits are the link type; the top four carry the FCS length, which
-    // we do not support, so a set FCS bit makes the value an unknown link type.
-    const linkType = dv.getUint32(pos + 20, le) & 0x0fff_ffff;
+    // §4: link type in the low 16 bits; bits 16–25 are reserved and the top four say an FCS
+    // of some length ends every frame. We read neither, so any of those bits makes it unknown.
+    const linkField = dv.getUint32(pos + 20, le);
+    const linkType = linkField & 0xffff;
+    if (linkField !== linkType) {
+      return fail(
+        'PCAP_UNKNOWN_LINKTYPE',
+        base + pos + 20,
+        `unknown link type ${linkType} with FCS/reserved bits 0x${hex32(linkField - linkType)}`,
+      );
+    }
     if (!SUPPORTED_LINKTYPES.has(linkType)) {
       return fail('PCAP_UNKNOWN_LINKTYPE', base + pos + 20, `unknown link type ${linkType}`);
     }
