@@ -327,7 +327,7 @@ describe('streaming decoder', () => {
     const dec = new CaptureDecoder();
     const records: object[] = [];
     let base = 0;
-    let window = new Uint8Array(0);
+    let window: Uint8Array = new Uint8Array(0);
     let read = 0;
     let pos = 0;
     for (;;) {
