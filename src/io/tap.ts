@@ -1,0 +1,374 @@
+/**
+ * TAP devices through the native addon (native-fallback/src/tap.c), and the
+ * receive ring that TAP and the native UDP transport share.
+ *
+ * Receive, one batch per readable event:
+ *   1. the addon reads frames into the ring's pool slots (at `rxOffset`),
+ *   2. one JS call: each filled slot becomes a PacketBuf [rxOffset, rxOffset+len)
+ *      handed to the consumer, who owns it from then on (returns it to the pool),
+ *   3. the emptied ring entries are refilled from the pool; when the pool is
+ *      empty the ring shrinks, and at zero the reader stops (counted in
+ *      `poolExhausted`) until buffers come back, never allocating.
+ * Send: writeBatch() = one addon call per batch; a full queue or a down link is
+ * a counted drop (`txDropped`), never an exception.
+ */
+import { HEADROOM_BYTES, TAILROOM_BYTES } from '../buf/constants.js';
+import type { PacketBuf } from '../buf/packet-buf.js';
+import { PacketPool } from '../buf/pool.js';
+import { nativeAddon, nativeLoadError } from '../native.js';
+
+/** An opaque native handle (a tagged napi external). */
+export type NativeHandle = object;
+
+/** The addon functions of tap.c and udp.c (see the comments there). */
+export interface IoAddon {
+  ioStart(h: NativeHandle, slab: Uint8Array, ring: Int32Array, meta: Int32Array, cb: (count: number, errno: number) => number, ready: number): void;
+  ioResume(h: NativeHandle, ready: number): void;
+  ioPause(h: NativeHandle): void;
+  ioClose(h: NativeHandle): void;
+  ioStats(h: NativeHandle, out: Float64Array): void;
+  tapOpen(name: string, flags: number): { handle: NativeHandle; name: string };
+  tapSetPersist(h: NativeHandle, on: boolean): void;
+  tapSetLink(name: string, mtuBytes: number, up: number): void;
+  tapWrite(h: NativeHandle, slab: Uint8Array, desc: Int32Array, count: number): number;
+  udpOpen(family: 4 | 6, address: string, port: number, rcvbufBytes: number, sndbufBytes: number, reuseAddr: boolean): {
+    handle: NativeHandle;
+    family: 4 | 6;
+    address: string;
+    port: number;
+  };
+  udpSetPeer(h: NativeHandle, index: number, family: 4 | 6, address: Uint8Array, port: number): void;
+  udpClearPeer(h: NativeHandle, index: number): void;
+  udpSend(h: NativeHandle, slab: Uint8Array, desc: Int32Array, count: number): number;
+}
+
+/** Error on a control path of the I/O layer, with a stable code. */
+export class IoError extends Error {
+  constructor(
+    readonly code: 'ST_IO_NO_NATIVE' | 'ST_IO_OPTION' | 'ST_IO_CLOSED',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'IoError';
+  }
+}
+
+/** The addon's I/O functions, or null when the addon is absent or predates them. */
+export function ioAddon(): IoAddon | null {
+  const a = nativeAddon();
+  return a && typeof a.ioStart === 'function' && typeof a.tapOpen === 'function' ? (a as unknown as IoAddon) : null;
+}
+
+/** The addon's I/O functions; throws IoError(ST_IO_NO_NATIVE) saying why they are missing. */
+export function requireIoAddon(what: string): IoAddon {
+  const a = ioAddon();
+  if (!a) throw new IoError('ST_IO_NO_NATIVE', `${what} needs the native addon: ${nativeLoadError() ?? 'it has no I/O functions (rebuild it)'}`);
+  return a;
+}
+
+/** Counter names, in the order of the addon's ioStats slots (tap.c ST_RX_PACKETS…). */
+const NATIVE_STAT_NAMES = [
+  'rxPackets',
+  'rxBytes',
+  'rxBatches',
+  'rxTruncated',
+  'rxErrors',
+  'txPackets',
+  'txBytes',
+  'txDropped',
+  'txErrors',
+  'lastErrno',
+] as const;
+
+/** Counters of one device or socket. */
+export type IoStats = Record<(typeof NATIVE_STAT_NAMES)[number] | 'poolExhausted', number>;
+
+/** All-zero counters (for the dgram transport, which counts in JS). */
+export function emptyIoStats(): IoStats {
+  const s = { poolExhausted: 0 } as IoStats;
+  for (const n of NATIVE_STAT_NAMES) s[n] = 0;
+  return s;
+}
+
+/** Reads a native handle's counters into an IoStats object. */
+export function nativeIoStats(addon: IoAddon, handle: NativeHandle, poolExhausted: number): IoStats {
+  const raw = new Float64Array(NATIVE_STAT_NAMES.length);
+  addon.ioStats(handle, raw);
+  const s = emptyIoStats();
+  NATIVE_STAT_NAMES.forEach((n, i) => (s[n] = raw[i]!));
+  s.poolExhausted = poolExhausted;
+  return s;
+}
+
+/** Checks a batch size option. */
+export function batchOption(what: string, n: number | undefined, dflt: number): number {
+  const v = n ?? dflt;
+  if (!Number.isInteger(v) || v < 1 || v > 1024) throw new IoError('ST_IO_OPTION', `${what}: must be an integer in 1..1024, got ${v}`);
+  return v;
+}
+
+/**
+ * The receive ring lent to the addon: `ring` holds (slab offset, capacity) of
+ * `slots[i]` for i < ready; `meta` gets one row of `metaStride` int32 per
+ * packet. Refilling takes from the pool and compacts, so entries 0..ready-1
+ * are always valid.
+ */
+export class RxRing {
+  readonly ring: Int32Array;
+  readonly meta: Int32Array;
+  readonly slots: (PacketBuf | null)[];
+  /** Delivered buffers of the current batch (reused array; valid during the callback). */
+  readonly out: PacketBuf[];
+  ready = 0;
+  /** Times the reader stopped because the pool had no buffer for the ring. */
+  poolExhausted = 0;
+  private retry: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    readonly pool: PacketPool,
+    readonly entries: number,
+    readonly metaStride: number,
+    readonly rxOffset: number,
+    readonly capacityBytes: number,
+  ) {
+    if (!Number.isInteger(rxOffset) || rxOffset < 0 || capacityBytes < 64) {
+      throw new IoError('ST_IO_OPTION', `rxOffset ${rxOffset}: leaves ${capacityBytes} octets of a ${pool.slotBytes}-octet slot (need ≥ 64)`);
+    }
+    this.ring = new Int32Array(entries * 2);
+    this.meta = new Int32Array(entries * metaStride);
+    this.slots = new Array<PacketBuf | null>(entries).fill(null);
+    this.out = new Array<PacketBuf>(entries);
+  }
+
+  /** Takes the filled buffer of entry i out of the ring, sized to len octets. */
+  take(i: number, len: number): PacketBuf {
+    const b = this.slots[i]!;
+    this.slots[i] = null;
+    b.start = this.rxOffset;
+    b.end = this.rxOffset + len;
+    return b;
+  }
+
+  /** Refills emptied entries from the pool and packs valid ones to the front; returns `ready`. */
+  refill(): number {
+    const { slots, ring, pool, rxOffset, capacityBytes } = this;
+    let w = 0;
+    for (let i = 0; i < this.entries; i++) {
+      const b = slots[i] ?? pool.get();
+      if (b === null) continue;
+      slots[i] = null;
+      slots[w] = b;
+      ring[2 * w] = b.slabOffset + rxOffset;
+      ring[2 * w + 1] = capacityBytes;
+      w++;
+    }
+    this.ready = w;
+    return w;
+  }
+
+  /**
+   * After a batch: refills, and when the ring is empty counts a stall and
+   * polls the pool every millisecond until `resume(ready)` can be called.
+   */
+  rearm(resume: (ready: number) => void): number {
+    const ready = this.refill();
+    if (ready === 0 && this.retry === null) {
+      this.poolExhausted++;
+      const tick = (): void => {
+        this.retry = null;
+        if (this.refill() > 0) resume(this.ready);
+        else this.retry = setTimeout(tick, 1);
+      };
+      this.retry = setTimeout(tick, 1);
+    }
+    return ready;
+  }
+
+  /** Stops the retry timer and returns every buffer still in the ring to the pool. */
+  release(): void {
+    if (this.retry !== null) clearTimeout(this.retry);
+    this.retry = null;
+    for (let i = 0; i < this.entries; i++) {
+      const b = this.slots[i];
+      if (b) this.pool.put(b);
+      this.slots[i] = null;
+    }
+    this.ready = 0;
+  }
+}
+
+/**
+ * Fills `desc` with (slab offset, length[, extra]) per buffer of `pool`'s slab.
+ * Buffers of another slab are skipped and counted in `foreign`. Returns the entries written.
+ */
+export function describeBatch(
+  pool: PacketPool,
+  bufs: readonly PacketBuf[],
+  count: number,
+  desc: Int32Array,
+  stride: 2 | 3,
+  extra: ArrayLike<number> | null,
+  counts: { foreign: number },
+): number {
+  const slab = pool.slab.buffer;
+  const base = pool.slab.byteOffset;
+  let m = 0;
+  for (let i = 0; i < count; i++) {
+    const b = bufs[i]!;
+    if (b.bytes.buffer !== slab) {
+      counts.foreign++;
+      continue;
+    }
+    const at = m * stride;
+    desc[at] = b.bytes.byteOffset - base + b.start;
+    desc[at + 1] = b.end - b.start;
+    if (stride === 3) desc[at + 2] = extra![i]!;
+    m++;
+  }
+  return m;
+}
+
+export interface TapOpenOptions {
+  /** Interface name (≤ 15 octets); absent or '' lets the kernel pick `tapN`. An existing persistent device is attached. */
+  name?: string;
+  /** true: the device outlives the process (TUNSETPERSIST); false: clear that flag; absent: leave it. */
+  persistent?: boolean;
+  /** Set the link MTU (SIOCSIFMTU). */
+  mtuBytes?: number;
+  /** Bring the link up (true) or down (false) (SIOCSIFFLAGS). */
+  up?: boolean;
+  /** IFF_VNET_HDR: every frame carries a virtio_net_hdr in front (passed through, not interpreted yet). */
+  vnetHdr?: boolean;
+  /** IFF_MULTI_QUEUE: open one queue of a multi-queue device. */
+  multiQueue?: boolean;
+  /** Pool for received frames and the slab that writes come from (default: a new pool). */
+  pool?: PacketPool;
+  /** Frames per read batch, also the number of pool slots the ring holds (default 64). */
+  batchFrames?: number;
+  /** Where a received frame starts in its slot (default HEADROOM_BYTES). */
+  rxOffset?: number;
+}
+
+const TAP_PERSIST = 1;
+const TAP_NOPERSIST = 2;
+const TAP_VNET_HDR = 4;
+const TAP_MULTI_QUEUE = 8;
+
+/** A TAP device (IFF_TAP | IFF_NO_PI, non-blocking, close-on-exec) read and written in batches. */
+export class TapDevice {
+  private closed = false;
+  private readonly rx: RxRing;
+  private desc = new Int32Array(2 * 64);
+  private readonly counts = { foreign: 0 };
+  private frames: ((bufs: PacketBuf[], count: number) => void) | null = null;
+  private errors: ((errno: number) => void) | null = null;
+
+  private constructor(
+    private readonly addon: IoAddon,
+    private readonly handle: NativeHandle,
+    /** The interface name the kernel gave (the requested one, or `tapN`). */
+    readonly name: string,
+    readonly pool: PacketPool,
+    batchFrames: number,
+    rxOffset: number,
+  ) {
+    this.rx = new RxRing(pool, batchFrames, 1, rxOffset, pool.slotBytes - rxOffset - TAILROOM_BYTES);
+  }
+
+  /** Opens (creates or attaches) a TAP device; throws IoError or the addon's ST_NATIVE_ERRNO error. */
+  static open(opts: TapOpenOptions = {}): TapDevice {
+    const addon = requireIoAddon('TapDevice.open');
+    const batch = batchOption('TapDevice.open batchFrames', opts.batchFrames, 64);
+    const flags =
+      (opts.persistent === true ? TAP_PERSIST : opts.persistent === false ? TAP_NOPERSIST : 0) |
+      (opts.vnetHdr ? TAP_VNET_HDR : 0) |
+      (opts.multiQueue ? TAP_MULTI_QUEUE : 0);
+    const { handle, name } = addon.tapOpen(opts.name ?? '', flags);
+    const dev = new TapDevice(addon, handle, name, opts.pool ?? new PacketPool(), batch, opts.rxOffset ?? HEADROOM_BYTES);
+    try {
+      if (opts.mtuBytes !== undefined || opts.up !== undefined) dev.setLink({ mtuBytes: opts.mtuBytes, up: opts.up });
+    } catch (e) {
+      dev.close();
+      throw e;
+    }
+    return dev;
+  }
+
+  /** Sets the MTU and/or the up flag of the link (by name, in this process's network namespace). */
+  setLink(link: { mtuBytes?: number | undefined; up?: boolean | undefined }): void {
+    this.assertOpen();
+    this.addon.tapSetLink(this.name, link.mtuBytes ?? 0, link.up === undefined ? -1 : link.up ? 1 : 0);
+  }
+
+  /** Makes the device outlive its file descriptor (TUNSETPERSIST), or not. */
+  setPersistent(on: boolean): void {
+    this.assertOpen();
+    this.addon.tapSetPersist(this.handle, on);
+  }
+
+  /**
+   * Starts reading; `cb(bufs, count)` gets each batch once. bufs[0..count) are the
+   * caller's from then on (put them back in the pool); the array itself is reused.
+   */
+  onFrames(cb: (bufs: PacketBuf[], count: number) => void): void {
+    this.assertOpen();
+    const first = this.frames === null;
+    this.frames = cb;
+    if (!first) return;
+    const ready = this.rx.rearm(this.resume);
+    this.addon.ioStart(this.handle, this.pool.slab, this.rx.ring, this.rx.meta, this.onBatch, ready);
+  }
+
+  /** Called with the errno when reading fails for good (the device was deleted, …); reading has stopped. */
+  onError(cb: (errno: number) => void): void {
+    this.errors = cb;
+  }
+
+  /** Writes bufs[0..count) (live octets of each), one frame each; returns how many the kernel took. */
+  writeBatch(bufs: readonly PacketBuf[], count: number): number {
+    if (this.closed) return 0;
+    if (this.desc.length < 2 * count) this.desc = new Int32Array(2 * count);
+    const m = describeBatch(this.pool, bufs, count, this.desc, 2, null, this.counts);
+    return m === 0 ? 0 : this.addon.tapWrite(this.handle, this.pool.slab, this.desc, m);
+  }
+
+  /** Re-arms a reader stopped by pool exhaustion now (it also retries by itself every millisecond). */
+  refill(): void {
+    if (this.closed || this.frames === null || this.rx.ready > 0) return;
+    if (this.rx.refill() > 0) this.resume(this.rx.ready);
+  }
+
+  /** Counters; buffers from another pool's slab count as tx errors. */
+  stats(): IoStats {
+    const s = nativeIoStats(this.addon, this.handle, this.rx.poolExhausted);
+    s.txErrors += this.counts.foreign;
+    return s;
+  }
+
+  /** Stops reading, closes the device (a non-persistent one disappears) and returns ring buffers to the pool. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.addon.ioClose(this.handle);
+    this.rx.release();
+    this.frames = null;
+  }
+
+  private readonly resume = (ready: number): void => {
+    if (!this.closed) this.addon.ioResume(this.handle, ready);
+  };
+
+  private readonly onBatch = (count: number, errno: number): number => {
+    const rx = this.rx;
+    const lens = rx.meta;
+    const out = rx.out;
+    for (let i = 0; i < count; i++) out[i] = rx.take(i, lens[i]!);
+    if (count > 0) this.frames?.(out, count);
+    if (errno !== 0) this.errors?.(errno);
+    return this.closed ? 0 : rx.rearm(this.resume);
+  };
+
+  private assertOpen(): void {
+    if (this.closed) throw new IoError('ST_IO_CLOSED', `TAP ${this.name} is closed`);
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * UdpTransport over node:dgram: the slow path used when the native addon is
+ * absent. Same interface and meta rows as the native transport; it copies and
+ * allocates per datagram (dgram hands out Buffers and queues sends).
+ *
+ * Receive:
+ *   1. each 'message' is copied into a pool slot at `rxOffset` (no free slot:
+ *      dropped, counted in `poolExhausted`; larger than the slot: `rxTruncated`),
+ *      with a meta row (length, family, port, peer index, address octets),
+ *   2. the batch is delivered when it is full or on the next setImmediate.
+ * Send: one dgram send per datagram, of a copy (the caller may reuse its buffer at once).
+ */
+import dgram from 'node:dgram';
+import type { PacketBuf } from '../buf/packet-buf.js';
+import type { PacketPool } from '../buf/pool.js';
+import { IoError, emptyIoStats, type IoStats } from './tap.js';
+import {
+  UDP_META_STRIDE,
+  UdpRxMeta,
+  checkPeer,
+  formatIp,
+  parseIp,
+  resolveUdpOptions,
+  type UdpBindOptions,
+  type UdpPacketsCallback,
+  type UdpTransport,
+} from './udp.js';
+
+/** UdpTransport over node:dgram. */
+export class DgramUdpTransport implements UdpTransport {
+  readonly impl = 'dgram';
+  private closed = false;
+  private readonly counters = emptyIoStats();
+  private readonly peers: ({ address: string; port: number } | null)[] = [];
+  /** `address|port` (address in canonical text) -> peer index; the lowest index wins. */
+  private readonly peerIndex = new Map<string, number>();
+  private readonly rows: Int32Array;
+  private readonly meta: UdpRxMeta;
+  private readonly out: PacketBuf[];
+  private pending = 0;
+  private scheduled = false;
+  private packets: UdpPacketsCallback | null = null;
+  private errors: ((errno: number) => void) | null = null;
+
+  private constructor(
+    private readonly sock: dgram.Socket,
+    readonly family: 4 | 6,
+    readonly address: string,
+    readonly port: number,
+    readonly pool: PacketPool,
+    private readonly batchPackets: number,
+    private readonly rxOffset: number,
+  ) {
+    this.rows = new Int32Array(batchPackets * UDP_META_STRIDE);
+    this.meta = new UdpRxMeta(this.rows);
+    this.out = new Array<PacketBuf>(batchPackets);
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      this.counters.rxErrors++;
+      this.counters.lastErrno = -(e.errno ?? 0);
+      this.errors?.(-(e.errno ?? 0));
+    });
+  }
+
+  /** Binds a dgram socket (reuseAddr, IPv6-only for family 6); rejects with the bind error. */
+  static async bind(opts: UdpBindOptions = {}): Promise<DgramUdpTransport> {
+    const o = resolveUdpOptions(opts);
+    const sock = dgram.createSocket({
+      type: o.family === 4 ? 'udp4' : 'udp6',
+      reuseAddr: true,
+      ipv6Only: o.family === 6,
+    });
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(o.port, o.address, () => {
+        sock.off('error', reject);
+        resolve();
+      });
+    });
+    for (const [set, bytes] of [
+      [sock.setRecvBufferSize, o.rcvbufBytes],
+      [sock.setSendBufferSize, o.sndbufBytes],
+    ] as const) {
+      try {
+        set.call(sock, bytes);
+      } catch {
+        // best effort, as in the native transport
+      }
+    }
+    const local = sock.address();
+    return new DgramUdpTransport(sock, o.family, local.address, local.port, o.pool, o.batchPackets, o.rxOffset);
+  }
+
+  setPeer(index: number, address: string, port: number): void {
+    this.assertOpen();
+    const bytes = checkPeer(this.family, index, address, port);
+    this.peers[index] = { address: formatIp(bytes, 0, this.family), port };
+    this.reindex();
+  }
+
+  clearPeer(index: number): void {
+    this.assertOpen();
+    if (this.peers[index]) this.peers[index] = null;
+    this.reindex();
+  }
+
+  sendBatch(bufs: readonly PacketBuf[], peers: ArrayLike<number>, count: number): number {
+    if (this.closed) return 0;
+    const c = this.counters;
+    let sent = 0;
+    for (let i = 0; i < count; i++) {
+      const b = bufs[i]!;
+      const p = this.peers[peers[i]!];
+      if (!p || b.bytes.buffer !== this.pool.slab.buffer) {
+        c.txErrors++;
+        continue;
+      }
+      this.sock.send(Buffer.from(b.bytes.subarray(b.start, b.end)), p.port, p.address, this.onSent);
+      c.txPackets++;
+      c.txBytes += b.end - b.start;
+      sent++;
+    }
+    return sent;
+  }
+
+  onPackets(cb: UdpPacketsCallback): void {
+    this.assertOpen();
+    const first = this.packets === null;
+    this.packets = cb;
+    if (first) this.sock.on('message', this.onMessage);
+  }
+
+  onError(cb: (errno: number) => void): void {
+    this.errors = cb;
+  }
+
+  /** Nothing to re-arm: dgram keeps receiving and drops what finds no buffer. */
+  refill(): void {}
+
+  stats(): IoStats {
+    return { ...this.counters };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.sock.off('message', this.onMessage);
+    this.sock.close();
+    for (let i = 0; i < this.pending; i++) this.pool.put(this.out[i]!);
+    this.pending = 0;
+    this.packets = null;
+  }
+
+  private reindex(): void {
+    this.peerIndex.clear();
+    this.peers.forEach((p, i) => {
+      const key = p && `${p.address}|${p.port}`;
+      if (key && !this.peerIndex.has(key)) this.peerIndex.set(key, i);
+    });
+  }
+
+  private readonly onSent = (err: Error | null): void => {
+    if (!err) return;
+    this.counters.txErrors++;
+    this.counters.lastErrno = -((err as NodeJS.ErrnoException).errno ?? 0);
+  };
+
+  private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+    const c = this.counters;
+    if (msg.length > this.pool.slotBytes - this.rxOffset) {
+      c.rxTruncated++;
+      return;
+    }
+    const b = this.pool.get();
+    if (b === null) {
+      c.poolExhausted++;
+      return;
+    }
+    const src = parseIp(rinfo.address);
+    b.load(msg, this.rxOffset);
+    const i = this.pending;
+    const row = i * UDP_META_STRIDE;
+    this.rows.fill(0, row, row + UDP_META_STRIDE);
+    this.rows[row] = msg.length;
+    this.rows[row + 1] = src?.family ?? 0;
+    this.rows[row + 2] = rinfo.port;
+    this.rows[row + 4] = this.peerIndex.get(`${src ? formatIp(src.bytes, 0, src.family) : ''}|${rinfo.port}`) ?? -1;
+    if (src) this.meta.addrBytes.set(src.bytes, this.meta.addrOffset(i));
+    this.out[i] = b;
+    this.pending++;
+    c.rxPackets++;
+    c.rxBytes += msg.length;
+    if (this.pending === this.batchPackets) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+  };
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    const n = this.pending;
+    if (n === 0 || this.closed) return;
+    this.pending = 0;
+    this.counters.rxBatches++;
+    this.packets?.(this.out, n, this.meta);
+  };
+
+  private assertOpen(): void {
+    if (this.closed) throw new IoError('ST_IO_CLOSED', `UDP socket ${this.address}:${this.port} is closed`);
+  }
+}

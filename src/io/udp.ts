@@ -1,0 +1,326 @@
+/**
+ * Batched UDP transport: the `UdpTransport` interface, its native
+ * implementation (recvmmsg/sendmmsg in native-fallback/src/udp.c) and the
+ * choice between it and the node:dgram twin (udp-dgram.ts).
+ *
+ * Receive, one batch per readable event:
+ *   1. recvmmsg into the ring's pool slots (at `rxOffset`), source address,
+ *      port and matching peer index in one meta row per datagram,
+ *   2. truncated datagrams (larger than a slot) are counted and their slot kept,
+ *   3. one callback `cb(bufs, count, meta)`: bufs are the caller's from then on,
+ *   4. ring refill from the pool; an empty pool stops the reader (`poolExhausted`).
+ * Send: sendBatch(bufs, peers, count) = one addon call; each datagram names a
+ * peer index registered with setPeer, so no address crosses per packet.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import { HEADROOM_BYTES } from '../buf/constants.js';
+import type { PacketBuf } from '../buf/packet-buf.js';
+import { PacketPool } from '../buf/pool.js';
+import {
+  IoError,
+  RxRing,
+  batchOption,
+  describeBatch,
+  ioAddon,
+  nativeIoStats,
+  requireIoAddon,
+  type IoAddon,
+  type IoStats,
+  type NativeHandle,
+} from './tap.js';
+
+/** Int32 words per meta row (udp.c): len, family, port, flags, peer, 3 reserved, 16 address octets. */
+export const UDP_META_STRIDE = 12;
+/** Meta flag: the datagram was larger than its slot (never delivered). */
+export const UDP_META_TRUNCATED = 1;
+/** Highest peer index + 1. */
+export const UDP_MAX_PEERS = 65536;
+
+/** Parses an IPv4 or IPv6 literal (an IPv6 zone is ignored) into its octets; null if it is neither. */
+export function parseIp(address: string): { family: 4 | 6; bytes: Uint8Array } | null {
+  if (isIPv4(address)) return { family: 4, bytes: Uint8Array.from(address.split('.'), Number) };
+  const bare = address.replace(/%.*$/, '');
+  if (!isIPv6(bare)) return null;
+  const bytes = new Uint8Array(16);
+  let text = bare;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    bytes.set(Uint8Array.from(v4[1]!.split('.'), Number), 12);
+    text = text.slice(0, v4.index) + '0:0';
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') : [text, null];
+  const hs = head ? head.split(':') : [];
+  const ts = tail ? tail.split(':') : [];
+  const groups = tail === null ? hs : [...hs, ...new Array<string>(8 - hs.length - ts.length).fill('0'), ...ts];
+  groups.forEach((g, i) => {
+    if (v4 && i >= 6) return;
+    const v = parseInt(g, 16);
+    bytes[2 * i] = v >> 8;
+    bytes[2 * i + 1] = v & 0xff;
+  });
+  return { family: 6, bytes };
+}
+
+/** Formats 4 or 16 address octets at `offset` (RFC 5952 text for IPv6: lower case, longest zero run as ::). */
+export function formatIp(bytes: Uint8Array, offset: number, family: 4 | 6): string {
+  if (family === 4) return `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
+  const g: number[] = [];
+  for (let i = 0; i < 8; i++) g.push((bytes[offset + 2 * i]! << 8) | bytes[offset + 2 * i + 1]!);
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j === i ? i + 1 : j;
+  }
+  const hex = (a: number[]): string => a.map((x) => x.toString(16)).join(':');
+  return best < 0 ? hex(g) : `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
+}
+
+/** The per-datagram rows of a received batch: row i describes bufs[i]. */
+export class UdpRxMeta {
+  /** The rows' octets: the source address of row i is at addrOffset(i), 4 or 16 octets. */
+  readonly addrBytes: Uint8Array;
+
+  constructor(readonly rows: Int32Array) {
+    this.addrBytes = new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength);
+  }
+
+  /** Address family of the source: 4 or 6. */
+  family(i: number): 4 | 6 {
+    return this.rows[i * UDP_META_STRIDE + 1] as 4 | 6;
+  }
+
+  /** Source UDP port. */
+  port(i: number): number {
+    return this.rows[i * UDP_META_STRIDE + 2]!;
+  }
+
+  /** Index of the peer whose address and port match the source, or -1. */
+  peer(i: number): number {
+    return this.rows[i * UDP_META_STRIDE + 4]!;
+  }
+
+  /** Where the source address starts in `addrBytes`. */
+  addrOffset(i: number): number {
+    return i * UDP_META_STRIDE * 4 + 32;
+  }
+
+  /** The source address as text (allocates: for logs and control paths). */
+  address(i: number): string {
+    return formatIp(this.addrBytes, this.addrOffset(i), this.family(i));
+  }
+}
+
+/** Receives each batch once: bufs[0..count) are the callee's (back to the pool when done); arrays are reused. */
+export type UdpPacketsCallback = (bufs: PacketBuf[], count: number, meta: UdpRxMeta) => void;
+
+export interface UdpBindOptions {
+  /** Local address (default: 0.0.0.0 or ::). */
+  address?: string;
+  /** Local port; 0 or absent picks a free one (see `port`). */
+  port?: number;
+  /** 4 or 6 (default: the address's family, else 4). IPv6 sockets are IPv6-only. */
+  family?: 4 | 6;
+  /** Pool for received datagrams and the slab sends come from (default: a new pool). */
+  pool?: PacketPool;
+  /** Datagrams per receive batch, also the pool slots the ring holds (default 64). */
+  batchPackets?: number;
+  /** Where a received datagram starts in its slot (default HEADROOM_BYTES). */
+  rxOffset?: number;
+  /** Socket buffer sizes asked for (best effort; default 4 MiB each). */
+  rcvbufBytes?: number;
+  sndbufBytes?: number;
+  /** 'native' (recvmmsg/sendmmsg), 'dgram' (node:dgram), or absent: native when the addon is loaded. */
+  impl?: 'native' | 'dgram';
+}
+
+/** A bound UDP socket moving batches of PacketBufs. Native and dgram implementations behave the same. */
+export interface UdpTransport {
+  readonly impl: 'native' | 'dgram';
+  readonly family: 4 | 6;
+  /** Bound local address and port. */
+  readonly address: string;
+  readonly port: number;
+  readonly pool: PacketPool;
+  /** Registers (or replaces) peer `index` (0..65535); received datagrams from it carry that index. */
+  setPeer(index: number, address: string, port: number): void;
+  /** Forgets peer `index`; sends naming it count as errors. */
+  clearPeer(index: number): void;
+  /** Sends bufs[i] (live octets) to peer peers[i] for i < count; returns datagrams handed to the kernel. */
+  sendBatch(bufs: readonly PacketBuf[], peers: ArrayLike<number>, count: number): number;
+  /** Starts receiving. */
+  onPackets(cb: UdpPacketsCallback): void;
+  /** Called with the errno of a receive error that stopped reading. */
+  onError(cb: (errno: number) => void): void;
+  /** Re-arms a reader stopped by pool exhaustion now. */
+  refill(): void;
+  /** Counters (poolExhausted: native = reader stalls, dgram = datagrams dropped for lack of a buffer). */
+  stats(): IoStats;
+  /** Closes the socket and returns ring buffers to the pool. Idempotent. */
+  close(): void;
+}
+
+/** Resolved bind options shared by both implementations. */
+export interface ResolvedUdpOptions {
+  family: 4 | 6;
+  address: string;
+  port: number;
+  pool: PacketPool;
+  batchPackets: number;
+  rxOffset: number;
+  rcvbufBytes: number;
+  sndbufBytes: number;
+}
+
+/** Validates bind options and fills in defaults; throws IoError(ST_IO_OPTION). */
+export function resolveUdpOptions(opts: UdpBindOptions): ResolvedUdpOptions {
+  const parsed = opts.address !== undefined ? parseIp(opts.address) : null;
+  if (opts.address !== undefined && parsed === null) throw new IoError('ST_IO_OPTION', `UDP bind address: not an IP address: ${opts.address}`);
+  const family = opts.family ?? parsed?.family ?? 4;
+  if (family !== 4 && family !== 6) throw new IoError('ST_IO_OPTION', `UDP bind family: must be 4 or 6, got ${String(family)}`);
+  if (parsed && parsed.family !== family) throw new IoError('ST_IO_OPTION', `UDP bind address ${opts.address} is not IPv${family}`);
+  const port = opts.port ?? 0;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new IoError('ST_IO_OPTION', `UDP bind port: must be 0..65535, got ${port}`);
+  return {
+    family,
+    address: opts.address ?? (family === 4 ? '0.0.0.0' : '::'),
+    port,
+    pool: opts.pool ?? new PacketPool(),
+    batchPackets: batchOption('UDP batchPackets', opts.batchPackets, 64),
+    rxOffset: opts.rxOffset ?? HEADROOM_BYTES,
+    rcvbufBytes: opts.rcvbufBytes ?? 4 << 20,
+    sndbufBytes: opts.sndbufBytes ?? 4 << 20,
+  };
+}
+
+/** Checks a peer index and address for setPeer; returns the parsed address. Throws IoError(ST_IO_OPTION). */
+export function checkPeer(family: 4 | 6, index: number, address: string, port: number): Uint8Array {
+  if (!Number.isInteger(index) || index < 0 || index >= UDP_MAX_PEERS) {
+    throw new IoError('ST_IO_OPTION', `UDP peer index: must be 0..${UDP_MAX_PEERS - 1}, got ${index}`);
+  }
+  const p = parseIp(address);
+  if (!p || p.family !== family) throw new IoError('ST_IO_OPTION', `UDP peer ${index} address: not an IPv${family} address: ${address}`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new IoError('ST_IO_OPTION', `UDP peer ${index} port: must be 1..65535, got ${port}`);
+  return p.bytes;
+}
+
+/** Binds a UDP transport: native when the addon is loaded (or impl: 'native'), else node:dgram. */
+export const UdpTransport = {
+  async bind(opts: UdpBindOptions = {}): Promise<UdpTransport> {
+    const impl = opts.impl ?? (ioAddon() ? 'native' : 'dgram');
+    if (impl === 'native') return NativeUdpTransport.bind(opts);
+    const { DgramUdpTransport } = await import('./udp-dgram.js');
+    return DgramUdpTransport.bind(opts);
+  },
+};
+
+/** UdpTransport over the addon's recvmmsg/sendmmsg. */
+export class NativeUdpTransport implements UdpTransport {
+  readonly impl = 'native';
+  private closed = false;
+  private readonly rx: RxRing;
+  private readonly meta: UdpRxMeta;
+  private desc = new Int32Array(3 * 64);
+  private readonly counts = { foreign: 0 };
+  private packets: UdpPacketsCallback | null = null;
+  private errors: ((errno: number) => void) | null = null;
+
+  private constructor(
+    private readonly addon: IoAddon,
+    private readonly handle: NativeHandle,
+    readonly family: 4 | 6,
+    readonly address: string,
+    readonly port: number,
+    o: ResolvedUdpOptions,
+  ) {
+    this.pool = o.pool;
+    this.rx = new RxRing(o.pool, o.batchPackets, UDP_META_STRIDE, o.rxOffset, o.pool.slotBytes - o.rxOffset);
+    this.meta = new UdpRxMeta(this.rx.meta);
+  }
+
+  readonly pool: PacketPool;
+
+  /** Opens and binds a socket (SO_REUSEADDR, non-blocking); throws IoError or ST_NATIVE_ERRNO. */
+  static async bind(opts: UdpBindOptions = {}): Promise<NativeUdpTransport> {
+    const addon = requireIoAddon('NativeUdpTransport.bind');
+    const o = resolveUdpOptions(opts);
+    const s = addon.udpOpen(o.family, o.address, o.port, o.rcvbufBytes, o.sndbufBytes, true);
+    return new NativeUdpTransport(addon, s.handle, s.family, s.address, s.port, o);
+  }
+
+  setPeer(index: number, address: string, port: number): void {
+    this.assertOpen();
+    this.addon.udpSetPeer(this.handle, index, this.family, checkPeer(this.family, index, address, port), port);
+  }
+
+  clearPeer(index: number): void {
+    this.assertOpen();
+    this.addon.udpClearPeer(this.handle, index);
+  }
+
+  sendBatch(bufs: readonly PacketBuf[], peers: ArrayLike<number>, count: number): number {
+    if (this.closed) return 0;
+    if (this.desc.length < 3 * count) this.desc = new Int32Array(3 * count);
+    const m = describeBatch(this.pool, bufs, count, this.desc, 3, peers, this.counts);
+    return m === 0 ? 0 : this.addon.udpSend(this.handle, this.pool.slab, this.desc, m);
+  }
+
+  onPackets(cb: UdpPacketsCallback): void {
+    this.assertOpen();
+    const first = this.packets === null;
+    this.packets = cb;
+    if (!first) return;
+    const ready = this.rx.rearm(this.resume);
+    this.addon.ioStart(this.handle, this.pool.slab, this.rx.ring, this.rx.meta, this.onBatch, ready);
+  }
+
+  onError(cb: (errno: number) => void): void {
+    this.errors = cb;
+  }
+
+  refill(): void {
+    if (this.closed || this.packets === null || this.rx.ready > 0) return;
+    if (this.rx.refill() > 0) this.resume(this.rx.ready);
+  }
+
+  stats(): IoStats {
+    const s = nativeIoStats(this.addon, this.handle, this.rx.poolExhausted);
+    s.txErrors += this.counts.foreign;
+    return s;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.addon.ioClose(this.handle);
+    this.rx.release();
+    this.packets = null;
+  }
+
+  private readonly resume = (ready: number): void => {
+    if (!this.closed) this.addon.ioResume(this.handle, ready);
+  };
+
+  private readonly onBatch = (count: number, errno: number): number => {
+    const rx = this.rx;
+    const rows = rx.meta;
+    const out = rx.out;
+    let d = 0;
+    for (let i = 0; i < count; i++) {
+      const row = i * UDP_META_STRIDE;
+      if (rows[row + 3]! & UDP_META_TRUNCATED) continue; // counted by the addon; the slot stays in the ring
+      out[d] = rx.take(i, rows[row]!);
+      if (d !== i) rows.copyWithin(d * UDP_META_STRIDE, row, row + UDP_META_STRIDE);
+      d++;
+    }
+    if (d > 0) this.packets?.(out, d, this.meta);
+    if (errno !== 0) this.errors?.(errno);
+    return this.closed ? 0 : rx.rearm(this.resume);
+  };
+
+  private assertOpen(): void {
+    if (this.closed) throw new IoError('ST_IO_CLOSED', `UDP socket ${this.address}:${this.port} is closed`);
+  }
+}
