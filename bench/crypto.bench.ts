@@ -231,4 +231,7 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+main().catch((e: unknown) => {
+  console.error(`crypto.bench: ${(e as Error).message}`);
+  process.exitCode = 2;
+});
