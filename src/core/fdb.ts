@@ -49,6 +49,8 @@ export const Learn = Object.freeze({
 export const DEFAULT_FDB_AGE_MS = 300_000;
 /** Default bound on MACs per label. */
 export const DEFAULT_FDB_MAX_MACS_PER_LABEL = 4096;
+/** Most slots over all labels (2 per MAC, about 22 octets each): 2^24 ≈ 370 MB. */
+export const FDB_MAX_SLOTS = 1 << 24;
 /** Largest domain or peer id the table accepts. */
 export const FDB_MAX_ENDPOINT_ID = 0xffff;
 
@@ -181,6 +183,14 @@ export class Fdb {
     this.seed = hashSeed | 0;
     let bits = 1;
     while (1 << bits < 2 * maxMacsPerLabel) bits++;
+    if (labelCount * 2 ** bits > FDB_MAX_SLOTS) {
+      throw new FdbConfigError(
+        'fdb_option_invalid',
+        'maxMacsPerLabel',
+        maxMacsPerLabel,
+        `${maxMacsPerLabel} MACs per label for ${labelCount} labels needs ${labelCount * 2 ** bits} slots; at most ${FDB_MAX_SLOTS} (lower maxMacsPerLabel)`,
+      );
+    }
     this.capBits = bits;
     this.mask = (1 << bits) - 1;
     const slots = labelCount << bits;

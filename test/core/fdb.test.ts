@@ -287,6 +287,7 @@ describe('Fdb topology', () => {
     expect(() => new Fdb({ labelCount: 1, ageMs: 0 })).toThrow('ageMs: 0 is not a positive number of milliseconds');
     expect(() => new Fdb({ labelCount: 1, maxMacsPerLabel: 0 })).toThrow('maxMacsPerLabel: 0 is not an integer in 1..1048576');
     expect(() => new Fdb({ labelCount: -1 })).toThrow('labelCount: -1 is not an integer in 0..4096');
+    expect(() => new Fdb({ labelCount: 4096, maxMacsPerLabel: 1 << 20 })).toThrow('maxMacsPerLabel: 1048576 MACs per label for 4096 labels needs 8589934592 slots; at most 16777216');
   });
 
   it('takes the topology straight from a DomainTable', () => {
