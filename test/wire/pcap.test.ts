@@ -262,6 +262,12 @@ describe('classic pcap', () => {
     expect(recordTimeNs(r.records[0]!)).toBe(1704164645123456789n);
   });
 
+  it('carries a fraction of a second or more (a writer bug) into the seconds', () => {
+    const r = parseCapture(withU32(PCAP_LE_USEC, 28, 1_500_000)); // record 1 ts_usec 1500000
+    expect(r.error).toBeNull();
+    expect([r.records[0]!.tsSec, r.records[0]!.tsNsec]).toEqual([1704164646, 500_000_000]);
+  });
+
   it('accepts each supported link type and keeps it on the record', () => {
     for (const lt of [1, 101, 113, 228, 229]) {
       const r = parseCapture(withU32(PCAP_LE_USEC, 20, lt));
