@@ -90,7 +90,10 @@ export class ReplayWindow {
     return seqJoin(this.topHi, this.topLo);
   }
 
-  /** Checks a sequence number < 2^53: 0 if new, else Reason.replay_duplicate or Reason.replay_too_old. Changes nothing. */
+  /**
+   * Checks a sequence number < 2^53: 0 if new, else Reason.replay_duplicate or Reason.replay_too_old.
+   * Changes nothing. (0 is also Reason.truncated's number, a code this never returns.)
+   */
   check(seq: number): number {
     return this.checkHiLo(seqHiOf(seq), seq >>> 0);
   }
