@@ -332,6 +332,10 @@ describe('Fdb flood sets', () => {
 
   it('property: for random topologies the flood set of L holds only domains and peers of L, minus the source', () => {
     const rnd = prng(20240611);
+    const bad: string[] = [];
+    const same = (got: unknown, want: unknown, what: string) => {
+      if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+    };
     for (let round = 0; round < 200; round++) {
       const labelCount = 1 + rnd(6);
       const domainCount = rnd(12);
@@ -350,37 +354,44 @@ describe('Fdb flood sets', () => {
           const t = f.flood(label, kind, id);
           const ds = [...t.domains.subarray(0, t.domainCount)];
           const ps = [...t.peers.subarray(0, t.peerCount)];
-          for (const d of ds) expect(domains.find((x) => x.id === d)!.labelId).toBe(label);
-          for (const p of ps) expect(peers.find((x) => x.id === p)!.labelIds).toContain(label);
-          if (kind === FDB_LOCAL) expect(ds).not.toContain(id);
-          expect(new Set(ds).size).toBe(ds.length);
-          expect(new Set(ps).size).toBe(ps.length);
+          const at = `round ${round} label ${label} from ${kind === FDB_LOCAL ? 'domain' : 'peer'} ${id}`;
+          for (const d of ds) same(domains.find((x) => x.id === d)?.labelId, label, `${at}: label of flooded domain ${d}`);
+          for (const p of ps) same(peers.find((x) => x.id === p)?.labelIds.includes(label), true, `${at}: flooded peer ${p} carries the label`);
+          if (kind === FDB_LOCAL) same(ds.includes(id), false, `${at}: source domain in its own flood set`);
+          same(new Set(ds).size, ds.length, `${at}: duplicate domains`);
+          same(new Set(ps).size, ps.length, `${at}: duplicate peers`);
           // And nothing of the label is missing.
-          expect(ds.sort((a, b) => a - b)).toEqual(ofLabel.filter((d) => !(kind === FDB_LOCAL && d === id)).sort((a, b) => a - b));
-          expect(ps.sort((a, b) => a - b)).toEqual(kind === FDB_LOCAL ? [...carrying].sort((a, b) => a - b) : []);
+          same(ds.sort((a, b) => a - b), ofLabel.filter((d) => !(kind === FDB_LOCAL && d === id)).sort((a, b) => a - b), `${at}: domains`);
+          same(ps.sort((a, b) => a - b), kind === FDB_LOCAL ? [...carrying].sort((a, b) => a - b) : [], `${at}: peers`);
         }
       }
     }
+    expect(bad.slice(0, 10)).toEqual([]);
   });
 });
 
 describe('Fdb hash table against a model', () => {
   it('random learn / lookup / static / sweep sequences agree with a Map', () => {
     const rnd = prng(99);
+    const bad: string[] = [];
+    const same = (got: unknown, want: unknown, what: string) => {
+      if (got !== want) bad.push(`${what}: got ${String(got)}, want ${String(want)}`);
+    };
     for (let round = 0; round < 30; round++) {
       const max = 1 + rnd(24);
       const ageMs = 50 + rnd(100);
       const f = new Fdb({ labelCount: 2, maxMacsPerLabel: max, ageMs, hashSeed: rnd(1 << 30) }, TOPO);
-      // model: key `${label}/${mac}` → {kind, id, seen, static}
-      const model = new Map<string, { kind: number; id: number; seen: number; isStatic: boolean }>();
-      const live = (label: number) => [...model.entries()].filter(([k]) => k.startsWith(`${label}/`)).length;
+      // model per label: mac → {kind, id, seen, static}
+      const models = [new Map<number, { kind: number; id: number; seen: number; isStatic: boolean }>(), new Map<number, { kind: number; id: number; seen: number; isStatic: boolean }>()];
+      const live = (label: number) => models[label]!.size;
       const macs = Array.from({ length: 40 }, (_, i) => (i % 3 === 0 ? 0x020000000000 : 0x525400000000) + i * 0x10001);
       let now = 0;
       for (let step = 0; step < 2000; step++) {
         now += rnd(5);
         const label = rnd(2);
         const mac = macs[rnd(macs.length)]!;
-        const key = `${label}/${mac}`;
+        const model = models[label]!;
+        const key = mac;
         const op = rnd(20);
         const m = model.get(key);
         const aged = m !== undefined && !m.isStatic && now - m.seen >= ageMs;
@@ -393,43 +404,47 @@ describe('Fdb hash table against a model', () => {
           else if (m.isStatic) want = Learn.static;
           else if (aged) want = Learn.added;
           else want = m.kind === kind && m.id === id ? Learn.refreshed : Learn.moved;
-          expect(r).toBe(want);
+          same(r, want, `round ${round} step ${step} learn`);
           if (want !== Learn.full && want !== Learn.static) model.set(key, { kind, id, seen: now, isStatic: false });
         } else if (op < 17) {
           const r = f.lookup(label, macBytes(mac), 0, now);
           if (m === undefined || aged) {
-            expect(r).toBe(FDB_UNKNOWN);
+            same(r, FDB_UNKNOWN, `round ${round} step ${step} lookup of an absent MAC`);
             if (aged) model.delete(key);
           } else {
-            expect(r).toBe(m.kind);
-            expect(f.foundId).toBe(m.id);
+            same(r, m.kind, `round ${round} step ${step} lookup kind`);
+            same(f.foundId, m.id, `round ${round} step ${step} lookup id`);
           }
         } else if (op === 17) {
           if (m === undefined && live(label) >= max) continue;
           f.addStatic(label, mac, FDB_REMOTE, label === RED ? 1 : 2);
           model.set(key, { kind: FDB_REMOTE, id: label === RED ? 1 : 2, seen: now, isStatic: true });
         } else if (op === 18) {
-          expect(f.removeStatic(label, mac)).toBe(m?.isStatic === true);
+          same(f.removeStatic(label, mac), m?.isStatic === true, `round ${round} step ${step} removeStatic`);
           if (m?.isStatic) model.delete(key);
         } else {
           let want = 0;
-          for (const [k, v] of model) {
-            if (!v.isStatic && now - v.seen >= ageMs) {
-              model.delete(k);
-              want++;
+          for (const m of models) {
+            for (const [k, v] of m) {
+              if (!v.isStatic && now - v.seen >= ageMs) {
+                m.delete(k);
+                want++;
+              }
             }
           }
-          expect(f.sweep(now)).toBe(want);
+          same(f.sweep(now), want, `round ${round} step ${step} sweep`);
         }
-        expect(f.size(label)).toBe(live(label));
-        expect(f.size(label)).toBeLessThanOrEqual(max);
+        same(f.size(label), live(label), `round ${round} step ${step} size`);
+        same(f.size(label) <= max, true, `round ${round} step ${step} size within bound`);
       }
       // Everything the model holds is still found (no entry lost by backward-shift deletion).
-      for (const [k, v] of model) {
-        const [label, mac] = k.split('/').map(Number) as [number, number];
-        if (!v.isStatic && now - v.seen >= ageMs) continue;
-        expect(f.lookup(label, macBytes(mac), 0, now)).toBe(v.kind);
-      }
+      models.forEach((model, label) => {
+        for (const [mac, v] of model) {
+          if (!v.isStatic && now - v.seen >= ageMs) continue;
+          same(f.lookup(label, macBytes(mac), 0, now), v.kind, `round ${round} final lookup`);
+        }
+      });
     }
+    expect(bad.slice(0, 10)).toEqual([]);
   });
 });
