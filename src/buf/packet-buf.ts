@@ -41,14 +41,14 @@ export class PacketBuf {
 
   /** Moves `start` back by n octets and returns the new start, or -1 if the headroom is too small. */
   prepend(n: number): number {
-    if (n > this.start) return -1;
+    if (n < 0 || n > this.start) return -1;
     this.start -= n;
     return this.start;
   }
 
   /** Moves `end` forward by n octets and returns the old end, or -1 if the tailroom is too small. */
   append(n: number): number {
-    if (n > this.bytes.length - this.end) return -1;
+    if (n < 0 || n > this.bytes.length - this.end) return -1;
     const at = this.end;
     this.end += n;
     return at;
@@ -56,14 +56,14 @@ export class PacketBuf {
 
   /** Drops n octets from the front; false if fewer than n are live. */
   trimFront(n: number): boolean {
-    if (n > this.end - this.start) return false;
+    if (n < 0 || n > this.end - this.start) return false;
     this.start += n;
     return true;
   }
 
   /** Drops n octets from the back; false if fewer than n are live. */
   trimBack(n: number): boolean {
-    if (n > this.end - this.start) return false;
+    if (n < 0 || n > this.end - this.start) return false;
     this.end -= n;
     return true;
   }
@@ -81,7 +81,7 @@ export class PacketBuf {
 
   /** Replaces the content with a copy of `src` at the standard headroom; false if it does not fit. */
   load(src: Uint8Array, offset: number = HEADROOM_BYTES): boolean {
-    if (offset + src.length > this.bytes.length) return false;
+    if (offset < 0 || offset + src.length > this.bytes.length) return false;
     this.bytes.set(src, offset);
     this.start = offset;
     this.end = offset + src.length;

@@ -176,3 +176,17 @@ describe('PacketBuf', () => {
     expect(toHex(b.view())).toBe('0a0bcafeff');
   });
 });
+
+describe('PacketBuf refuses negative sizes', () => {
+  it('prepend/append/trim with n < 0 and load at a negative offset change nothing', () => {
+    const b = new PacketBuf(new Uint8Array(512), 0, 0);
+    b.load(new Uint8Array(10));
+    const [s, e] = [b.start, b.end];
+    expect(b.prepend(-5)).toBe(-1);
+    expect(b.append(-5)).toBe(-1);
+    expect(b.trimFront(-1)).toBe(false);
+    expect(b.trimBack(-1)).toBe(false);
+    expect(b.load(new Uint8Array(4), -1)).toBe(false);
+    expect([b.start, b.end]).toEqual([s, e]);
+  });
+});
