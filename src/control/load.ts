@@ -13,7 +13,7 @@ import { open } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import type * as z from 'zod';
-import { ConfigError, describeIssue, type ConfigProblem, type PathSegment } from './config-errors.js';
+import { ConfigError, describeIssue, formatPath, type ConfigProblem, type PathSegment } from './config-errors.js';
 
 /** Largest config file accepted. */
 export const CONFIG_MAX_BYTES = 1 << 20;
@@ -56,6 +56,20 @@ export function parseConfigText<T>(text: string, file: string, schema: z.ZodType
 
 /** Validates already-parsed data (e.g. built in code) against a schema; throws ConfigError naming `source`. */
 export function validateConfig<T>(data: unknown, schema: z.ZodType<T>, source: string, parsed?: ParsedConfig): T {
+  // zod drops an own "__proto__" key silently; it is never a config key, so say so.
+  const protoKeys: PathSegment[][] = [];
+  findProtoKeys(data, [], protoKeys);
+  if (protoKeys.length > 0) {
+    throw new ConfigError(
+      'CONFIG_INVALID',
+      source,
+      protoKeys.map((segments) => {
+        const offset = parsed?.locate(segments, true);
+        const problem = { path: formatPath(segments), message: 'unknown key; "__proto__" is never a config key' };
+        return offset === undefined ? problem : { ...problem, ...parsed!.position(offset) };
+      }),
+    );
+  }
   const result = schema.safeParse(data, { reportInput: true });
   if (result.success) return result.data;
   const seen = new Set<string>();
@@ -79,6 +93,18 @@ export function validateConfig<T>(data: unknown, schema: z.ZodType<T>, source: s
     source,
     found.map((f) => f.problem),
   );
+}
+
+function findProtoKeys(v: unknown, path: PathSegment[], out: PathSegment[][]): void {
+  if (typeof v !== 'object' || v === null || path.length > CONFIG_MAX_DEPTH) return;
+  if (Array.isArray(v)) {
+    v.forEach((item, i) => findProtoKeys(item, [...path, i], out));
+    return;
+  }
+  for (const key of Object.keys(v)) {
+    if (key === '__proto__') out.push([...path, key]);
+    else findProtoKeys((v as Record<string, unknown>)[key], [...path, key], out);
+  }
 }
 
 /** Picks the syntax from the file name: .json → json, .yaml/.yml → yaml, otherwise undefined (JSON, then YAML). */

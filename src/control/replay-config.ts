@@ -297,12 +297,14 @@ export function checkLabelPairs(ctx: z.core.$RefinementCtx<unknown>, labels: unk
       pairs.set(id, i);
       return;
     }
-    const keyText = key === null ? 'no GRE key' : `GRE key ${key}${l.greKey === undefined ? ' (the default for its VLAN)' : ''}`;
+    const defaulted = l.greKey === undefined || (isRecord(labels[first]) && labels[first].greKey === undefined);
+    const keyText = key === null ? 'no GRE key' : `GRE key ${key}`;
+    const note = defaulted && key !== null ? ` (${key} is the default key for VLAN ${l.vlan}: vlan << 8)` : '';
     addProblem(
       ctx,
       [`labels`, i],
       l,
-      `labels[${first}] already uses ${keyText} with VLAN ${l.vlan}; each (GRE key, VLAN) pair names one label, so give one of them another greKey or vlan`,
+      `labels[${first}] already uses ${keyText} with VLAN ${l.vlan}${note}; each (GRE key, VLAN) pair names one label, so give one of them another greKey or vlan`,
     );
   });
 }
