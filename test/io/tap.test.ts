@@ -239,6 +239,31 @@ describe('TapDevice', () => {
     });
   });
 
+  itWith(['root', 'native', 'netns'], 'reports once and stops reading when its namespace (and so the device) is deleted under it', async () => {
+    const ns = nsName('gone');
+    await sh('ip', ['netns', 'add', ns]);
+    const tap = TapDevice.open({ name: ifName('t') });
+    const errors: number[] = [];
+    try {
+      await plumb(tap, ns);
+      answer(tap);
+      tap.onError((errno) => errors.push(errno));
+      await sh('ip', ['netns', 'del', ns]);
+      await until(() => errors.length > 0, 'the read error');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(errors).toHaveLength(1);
+      expect([9, 77]).toContain(errors[0]); // libuv's EBADF for EPOLLERR, or read()'s EBADFD
+      expect(tap.stats().rxErrors).toBe(1);
+      const [frame] = junkFrames(tap.pool, 1);
+      expect(tap.writeBatch([frame!], 1)).toBe(0);
+      expect(tap.stats().txErrors + tap.stats().txDropped).toBe(1);
+      tap.pool.put(frame!);
+    } finally {
+      tap.close();
+      await sh('ip', ['netns', 'del', ns]).catch(() => undefined);
+    }
+  });
+
   itWith(['root', 'native', 'netns'], 'counts writes to a down TAP as drops and foreign buffers as errors, without throwing', async () => {
     await withNs('down', async (ns) => {
       const pool = new PacketPool({ packets: 128 });
