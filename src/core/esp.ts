@@ -9,12 +9,14 @@
  *   4. prepend SPI, seq_lo, IV = the 64-bit sequence number big-endian (RFC 4106 §3.1)
  *   5. AAD = SPI ‖ seq_lo, or SPI ‖ seq_hi ‖ seq_lo with ESN (RFC 4106 §5); seal in place
  *   6. append the ICV
- * Open (espOpen, espOpenBatch), checks in this order:
+ * Open (espOpen, espOpenBatch), checks in this order (a destroyed SA refuses with sa_expired):
  *   1. length: truncated below header + IV + trailer + ICV, or when the ciphertext is not a
  *      multiple of 4 octets (§2.4 requires the alignment; reported as `truncated`, the one
  *      length code, since a misaligned packet has lost or gained octets)
  *   2. sequence number, high half inferred with ESN (App. A2.1); the 64-bit value 0 → seq_zero
- *   3. replay quick check (§3.4.3) → replay_duplicate / replay_too_old
+ *   3. replay quick check (§3.4.3) → replay_duplicate / replay_too_old. With ESN a low half
+ *      below the window is read as the next epoch (App. A2.1, as Linux does), so an old
+ *      packet then fails step 4 (icv_mismatch) instead of being too old.
  *   4. AEAD open → icv_mismatch
  *   5. replay commit (only now may the window move)
  *   6. pad length → bad_pad_length; padding content 1, 2, 3, … → bad_padding_content (§2.4)
