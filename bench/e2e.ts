@@ -81,7 +81,9 @@ export interface BenchWorld {
 
 /** One row of the benchmark. */
 export interface Contender {
-  /** Row name; `--only` matches it. */
+  /** Short name for `--only` and JSON (`none`, `openvpn-aes`, `socat`, `sectunnel-aes`, …). */
+  id: string;
+  /** Row name. */
   name: string;
   /**
    * Octets the tunnel adds on the IPv4 underlay to a guest IP packet, the
@@ -108,9 +110,23 @@ async function commandWorks(cmd: string, args: string[]): Promise<string | null>
   }
 }
 
+/** Resolves with `p`, or rejects as soon as one of `procs` exits (naming it and its output). */
+async function whileRunning<T>(procs: NsProcess[], p: Promise<T>): Promise<T> {
+  const died = procs.map((proc) =>
+    proc.exited.then((e) => {
+      throw new Error(
+        `\`${proc.argv.join(' ')}\` in ${proc.ns} exited (code ${e.code}, signal ${e.signal}): ${proc.output().slice(-1500).trim()}`,
+      );
+    }),
+  );
+  for (const d of died) d.catch(() => undefined); // not an unhandled rejection once `p` has won
+  return Promise.race([p, ...died]);
+}
+
 /** (a) No tunnel: a veth joins the two host bridges; the kernel's floor-less ceiling. */
 function noTunnelContender(): Contender {
   return {
+    id: 'none',
     name: 'no tunnel (veth)',
     overheadBytes: 0,
     unavailable: async () => null,
@@ -158,6 +174,7 @@ function openvpnContender(cipher: 'AES-256-GCM' | 'CHACHA20-POLY1305'): Contende
   const tap = 'stvpn0';
   const port = 1194;
   return {
+    id: cipher === 'AES-256-GCM' ? 'openvpn-aes' : 'openvpn-chacha',
     name: `OpenVPN ${cipher.toLowerCase()}`,
     // IPv4 20 + UDP 8 + P_DATA_V2 opcode/peer-id 4 + packet id 4 + GCM/Poly1305 tag 16 + Ethernet 14.
     overheadBytes: 20 + 8 + 4 + 4 + 16 + 14,
@@ -200,6 +217,7 @@ function socatContender(): Contender {
   const tap = 'stsocat0';
   const port = 7000;
   return {
+    id: 'socat',
     name: 'socat TAP<->UDP (no crypto)',
     // IPv4 20 + UDP 8 + Ethernet 14 (iff-no-pi: no packet-info header).
     overheadBytes: 20 + 8 + 14,
@@ -217,7 +235,7 @@ function socatContender(): Contender {
           ]),
         );
       }
-      for (const h of [a, b]) await world.waitForLink(h.ns, tap, READY_TIMEOUT_MS);
+      for (const h of [a, b]) await whileRunning(procs, world.waitForLink(h.ns, tap, READY_TIMEOUT_MS));
       for (const h of [a, b]) await world.attachToBridge(h.ns, tap, BRIDGE);
     },
     async teardown() {
@@ -298,6 +316,7 @@ export function sectunnelContender(alg: SectunnelAlg): Contender {
   const tapName = 'sttap0';
   let sas: SectunnelConfigContext['sas'] | null = null;
   return {
+    id: alg === 'aes-gcm-256' ? 'sectunnel-aes' : 'sectunnel-chacha',
     name: `sectunnel ${alg}`,
     // IPv4 20 + UDP 8 + ESP SPI/seq 8 + IV 8 + GRE with key 8 + Ethernet 14 + 802.1Q 4
     // + pad (at most 3) + pad length/next header 2 + ICV 16.
@@ -324,7 +343,7 @@ export function sectunnelContender(alg: SectunnelAlg): Contender {
         writeFileSync(file, sectunnelConfig(ctx), { mode: 0o600 });
         procs.push(world.spawn(self.ns, script, ['run', '--config', file]));
       }
-      for (const h of [a, b]) await world.waitForLink(h.ns, tapName, READY_TIMEOUT_MS);
+      for (const h of [a, b]) await whileRunning(procs, world.waitForLink(h.ns, tapName, READY_TIMEOUT_MS));
       for (const h of [a, b]) await world.attachToBridge(h.ns, tapName, BRIDGE);
     },
     async teardown() {
@@ -457,6 +476,7 @@ function median(xs: number[]): number | null {
 
 /** The measured numbers of one contender (medians over the rounds; null if not measured). */
 export interface Row {
+  id: string;
   name: string;
   /** Why the contender was not measured ("not available yet: …"), or null. */
   unavailable: string | null;
@@ -537,9 +557,10 @@ function udpPacketsPerS(r: { client: any; server: any }): number {
   throw new Error('iperf3 UDP: no receiver packet count in the JSON');
 }
 
-function toRow(name: string, unavailable: string | null, s: Samples | null): Row {
+function toRow(c: Contender, unavailable: string | null, s: Samples | null): Row {
   return {
-    name,
+    id: c.id,
+    name: c.name,
     unavailable,
     errors: s?.errors ?? [],
     tcpGbps: s ? median(s.tcpGbps) : null,
@@ -554,22 +575,26 @@ function toRow(name: string, unavailable: string | null, s: Samples | null): Row
   };
 }
 
-/** sectunnel against the best OpenVPN row, socat and no tunnel, with issue 8's targets. */
-export function ratios(rows: Row[]): Record<string, Record<string, number | boolean | null>> {
+/**
+ * Per sectunnel row (by id): TCP against the faster OpenVPN row (`openvpnRow`) and socat,
+ * UDP against the faster OpenVPN row, ping over no tunnel, and whether issue 8's targets are met.
+ */
+export function ratios(rows: Row[]): Record<string, Record<string, number | boolean | string | null>> {
   const measured = rows.filter((r) => r.tcpGbps !== null);
-  const openvpn = measured.filter((r) => r.name.startsWith('OpenVPN')).sort((p, q) => q.tcpGbps! - p.tcpGbps!)[0];
-  const openvpnUdp = measured.filter((r) => r.name.startsWith('OpenVPN')).sort((p, q) => (q.udpPps ?? 0) - (p.udpPps ?? 0))[0];
-  const socat = measured.find((r) => r.name.startsWith('socat'));
-  const bare = measured.find((r) => r.name.startsWith('no tunnel'));
-  const out: Record<string, Record<string, number | boolean | null>> = {};
-  for (const r of measured.filter((x) => x.name.startsWith('sectunnel'))) {
+  const openvpn = measured.filter((r) => r.id.startsWith('openvpn-')).sort((p, q) => q.tcpGbps! - p.tcpGbps!)[0];
+  const openvpnUdp = measured.filter((r) => r.id.startsWith('openvpn-')).sort((p, q) => (q.udpPps ?? 0) - (p.udpPps ?? 0))[0];
+  const socat = measured.find((r) => r.id === 'socat');
+  const bare = measured.find((r) => r.id === 'none');
+  const out: Record<string, Record<string, number | boolean | string | null>> = {};
+  for (const r of measured.filter((x) => x.id.startsWith('sectunnel-'))) {
     const div = (p: number | null | undefined, q: number | null | undefined): number | null =>
       p != null && q != null && q > 0 ? p / q : null;
     const tcpVsOpenvpn = div(r.tcpGbps, openvpn?.tcpGbps);
     const tcpVsSocat = div(r.tcpGbps, socat?.tcpGbps);
     const udpVsOpenvpn = div(r.udpPps, openvpnUdp?.udpPps);
     const pingOverBareMs = r.pingRttMs != null && bare?.pingRttMs != null ? r.pingRttMs - bare.pingRttMs : null;
-    out[r.name] = {
+    out[r.id] = {
+      openvpnRow: openvpn?.id ?? null,
       tcpVsOpenvpn,
       tcpVsSocat,
       udpVsOpenvpn,
@@ -629,7 +654,8 @@ interface Args {
 const USAGE = `usage: npm run bench:e2e -- [--quick] [--json] [--only NAME[,NAME…]] [--rounds N] [--seconds S]
   --quick     3 × 3 s instead of 3 × 10 s
   --json      one JSON object on stdout instead of the table
-  --only      contenders whose name contains NAME (case-insensitive), e.g. --only openvpn,socat
+  --only      contenders by id (none, sectunnel-aes, sectunnel-chacha, openvpn-aes, openvpn-chacha,
+              socat; \`openvpn\` picks both) or part of the row name, e.g. --only none,openvpn
   --rounds    rounds (default 3); --seconds: iperf3 test length
 Needs root, iproute2, iperf3, ping; openvpn, socat and openssl for their rows.`;
 
@@ -682,7 +708,9 @@ async function main(): Promise<number> {
   }
 
   let contenders = allContenders();
-  if (args.only.length) contenders = contenders.filter((c) => args.only.some((o) => c.name.toLowerCase().includes(o)));
+  if (args.only.length) {
+    contenders = contenders.filter((c) => args.only.some((o) => c.id === o || c.id.startsWith(`${o}-`) || c.name.toLowerCase().includes(o)));
+  }
   if (contenders.length === 0) throw new Error(`--only ${args.only.join(',')} matches no contender`);
   const why = new Map<Contender, string | null>();
   for (const c of contenders) why.set(c, await c.unavailable());
@@ -749,7 +777,7 @@ async function main(): Promise<number> {
     await cleanup();
   }
 
-  const rows = contenders.map((c) => toRow(c.name, why.get(c) ?? null, samples.get(c) ?? null));
+  const rows = contenders.map((c) => toRow(c, why.get(c) ?? null, samples.get(c) ?? null));
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
   const meta = {
     bench: 'e2e',
@@ -774,10 +802,11 @@ async function main(): Promise<number> {
     ];
     process.stdout.write(table(rows, header) + '\n');
     const r = ratios(rows);
-    for (const [name, v] of Object.entries(r)) {
+    for (const [id, v] of Object.entries(r)) {
+      const n = (k: string, d: number): string => fmt(v[k] as number | null, d);
       process.stdout.write(
-        `${name}: TCP ${fmt(v.tcpVsOpenvpn as number | null, 2)}× OpenVPN (target 4), ${fmt(v.tcpVsSocat as number | null, 2)}× socat (target 3), ` +
-          `UDP ${fmt(v.udpVsOpenvpn as number | null, 2)}× OpenVPN (target 3), ping +${fmt(v.pingOverBareMs as number | null, 3)} ms over no tunnel (target 0.3)\n`,
+        `${id}: TCP ${n('tcpVsOpenvpn', 2)}× ${v.openvpnRow ?? 'OpenVPN'} (target 4), ${n('tcpVsSocat', 2)}× socat (target 3); ` +
+          `UDP ${n('udpVsOpenvpn', 2)}× OpenVPN (target 3); ping +${n('pingOverBareMs', 3)} ms over no tunnel (target 0.3)\n`,
       );
     }
   }
