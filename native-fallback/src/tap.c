@@ -30,7 +30,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-/* Counter slots reported by ioStats (same order as IO_STAT_NAMES in src/io/tap.ts). */
+/* Counter slots reported by ioStats (same order as NATIVE_STAT_NAMES in src/io/tap.ts). */
 enum {
   ST_RX_PACKETS,
   ST_RX_BYTES,
@@ -83,6 +83,13 @@ st_io *st_io_unwrap(napi_env env, napi_value v, int kind);
 /* Reads a Uint8Array or Int32Array argument; throws (and returns 0) on a type mismatch. */
 int st_get_bytes(napi_env env, napi_value v, const char *what, uint8_t **data, size_t *len);
 int st_get_i32(napi_env env, napi_value v, const char *what, int32_t **data, size_t *len);
+/* Reads an int32 argument; throws (and returns 0) if it is not a number. */
+int st_get_int(napi_env env, napi_value v, const char *what, int32_t *out);
+
+#define CHECK(call)                     \
+  do {                                  \
+    if ((call) != napi_ok) return NULL; \
+  } while (0)
 #endif /* ST_IO_SHARED */
 
 #ifndef ST_IO_SHARED_ONLY
@@ -98,11 +105,6 @@ int st_get_i32(napi_env env, napi_value v, const char *what, int32_t **data, siz
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-#define CHECK(call)                                   \
-  do {                                                \
-    if ((call) != napi_ok) return NULL;               \
-  } while (0)
 
 static const napi_type_tag st_io_tag = {0x5e37a6c1d2b94f10ULL, 0x8c41e2f7a9035b6dULL};
 
@@ -272,7 +274,7 @@ int st_get_i32(napi_env env, napi_value v, const char *what, int32_t **data, siz
   return 1;
 }
 
-static int get_i32_arg(napi_env env, napi_value v, const char *what, int32_t *out) {
+int st_get_int(napi_env env, napi_value v, const char *what, int32_t *out) {
   if (napi_get_value_int32(env, v, out) != napi_ok) {
     st_throw(env, "ST_NATIVE_ARG", what);
     return 0;
@@ -354,7 +356,7 @@ static napi_value js_io_start(napi_env env, napi_callback_info info) {
   napi_valuetype t;
   CHECK(napi_typeof(env, a[4], &t));
   if (t != napi_function) return st_throw(env, "ST_NATIVE_ARG", "cb must be a function");
-  if (!get_i32_arg(env, a[5], "ready must be an integer", &ready)) return NULL;
+  if (!st_get_int(env, a[5], "ready must be an integer", &ready)) return NULL;
   int entries = (int)(ring_len / 2);
   if (entries < 1 || entries > ST_RING_MAX)
     return st_throw(env, "ST_NATIVE_ARG", "ring must hold 1..1024 (offset, capacity) pairs");
@@ -389,7 +391,7 @@ static napi_value js_io_resume(napi_env env, napi_callback_info info) {
   st_io *h = st_io_unwrap(env, a[0], 0);
   if (!h) return NULL;
   int32_t ready;
-  if (!get_i32_arg(env, a[1], "ready must be an integer", &ready)) return NULL;
+  if (!st_get_int(env, a[1], "ready must be an integer", &ready)) return NULL;
   if (!h->ring) return st_throw(env, "ST_NATIVE_STATE", "ioResume before ioStart");
   h->ready = ready < 0 ? 0 : ready > h->ring_entries ? h->ring_entries : ready;
   if (h->ready == 0)
@@ -490,7 +492,7 @@ static napi_value js_tap_open(napi_env env, napi_callback_info info) {
     return st_throw(env, "ST_NATIVE_ARG", "tapOpen: name must be a string");
   if (name_len >= IFNAMSIZ) return st_throw(env, "ST_NATIVE_ARG", "tapOpen: name must be at most 15 octets");
   int32_t flags;
-  if (!get_i32_arg(env, a[1], "tapOpen: flags must be an integer", &flags)) return NULL;
+  if (!st_get_int(env, a[1], "tapOpen: flags must be an integer", &flags)) return NULL;
 
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return st_throw_errno(env, "open /dev/net/tun", errno);
@@ -547,8 +549,8 @@ static napi_value js_tap_set_link(napi_env env, napi_callback_info info) {
   if (argc < 3 || napi_get_value_string_utf8(env, a[0], name, sizeof name, &name_len) != napi_ok || name_len == 0 ||
       name_len >= IFNAMSIZ)
     return st_throw(env, "ST_NATIVE_ARG", "tapSetLink(name: 1..15 octets, mtu, up)");
-  if (!get_i32_arg(env, a[1], "mtu must be an integer", &mtu)) return NULL;
-  if (!get_i32_arg(env, a[2], "up must be an integer", &up)) return NULL;
+  if (!st_get_int(env, a[1], "mtu must be an integer", &mtu)) return NULL;
+  if (!st_get_int(env, a[2], "up must be an integer", &up)) return NULL;
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) return st_throw_errno(env, "socket(AF_INET)", errno);
   struct ifreq ifr;
@@ -594,7 +596,7 @@ static napi_value js_tap_write(napi_env env, napi_callback_info info) {
   int32_t *desc, count;
   if (!st_get_bytes(env, a[1], "slab must be a Uint8Array", &slab, &slab_len)) return NULL;
   if (!st_get_i32(env, a[2], "desc must be an Int32Array", &desc, &desc_len)) return NULL;
-  if (!get_i32_arg(env, a[3], "count must be an integer", &count)) return NULL;
+  if (!st_get_int(env, a[3], "count must be an integer", &count)) return NULL;
   if (count < 0 || (size_t)count * 2 > desc_len) return st_throw(env, "ST_NATIVE_ARG", "count exceeds desc / 2");
   int written = 0;
   for (int i = 0; i < count; i++) {

@@ -27,11 +27,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CHECK(call)                     \
-  do {                                  \
-    if ((call) != napi_ok) return NULL; \
-  } while (0)
-
 #define UDP_META_STRIDE 12
 #define UDP_BATCH 64          /* datagrams per recvmmsg/sendmmsg call */
 #define UDP_MAX_PEERS 65536   /* peer indices 0..65535 */
@@ -108,7 +103,7 @@ static int udp_reindex(udp_state *u) {
   return 0;
 }
 
-static void udp_fill_meta(st_io *h, udp_state *u, int32_t *row, const struct sockaddr_storage *ss, unsigned len,
+static void udp_fill_meta(const udp_state *u, int32_t *row, const struct sockaddr_storage *ss, unsigned len,
                           int flags) {
   uint8_t *addr = (uint8_t *)(row + 8);
   row[0] = (int32_t)len;
@@ -168,7 +163,7 @@ static int udp_rx(st_io *h, int ready) {
     }
     for (int j = 0; j < k; j++) {
       int32_t *row = h->meta + (size_t)(n + j) * UDP_META_STRIDE;
-      udp_fill_meta(h, u, row, &from[j], msgs[j].msg_len, msgs[j].msg_hdr.msg_flags);
+      udp_fill_meta(u, row, &from[j], msgs[j].msg_len, msgs[j].msg_hdr.msg_flags);
       if (row[3]) {
         h->stats[ST_RX_TRUNCATED]++;
       } else {
@@ -180,14 +175,6 @@ static int udp_rx(st_io *h, int ready) {
     if (k < want) break;
   }
   return n;
-}
-
-static int get_i32(napi_env env, napi_value v, const char *what, int32_t *out) {
-  if (napi_get_value_int32(env, v, out) != napi_ok) {
-    st_throw(env, "ST_NATIVE_ARG", what);
-    return 0;
-  }
-  return 1;
 }
 
 /* Best effort: the privileged *FORCE option first (beyond rmem_max), then the plain one. */
@@ -208,14 +195,14 @@ static napi_value js_udp_open(napi_env env, napi_callback_info info) {
   bool reuse;
   char address[INET6_ADDRSTRLEN + 1];
   size_t alen;
-  if (!get_i32(env, a[0], "family must be 4 or 6", &family)) return NULL;
+  if (!st_get_int(env, a[0], "family must be 4 or 6", &family)) return NULL;
   if (family != 4 && family != 6) return st_throw(env, "ST_NATIVE_ARG", "family must be 4 or 6");
   if (napi_get_value_string_utf8(env, a[1], address, sizeof address, &alen) != napi_ok)
     return st_throw(env, "ST_NATIVE_ARG", "address must be a string");
-  if (!get_i32(env, a[2], "port must be an integer", &port)) return NULL;
+  if (!st_get_int(env, a[2], "port must be an integer", &port)) return NULL;
   if (port < 0 || port > 65535) return st_throw(env, "ST_NATIVE_ARG", "port must be 0..65535");
-  if (!get_i32(env, a[3], "rcvbufBytes must be an integer", &rcvbuf)) return NULL;
-  if (!get_i32(env, a[4], "sndbufBytes must be an integer", &sndbuf)) return NULL;
+  if (!st_get_int(env, a[3], "rcvbufBytes must be an integer", &rcvbuf)) return NULL;
+  if (!st_get_int(env, a[4], "sndbufBytes must be an integer", &sndbuf)) return NULL;
   if (napi_get_value_bool(env, a[5], &reuse) != napi_ok) return st_throw(env, "ST_NATIVE_ARG", "reuseAddr must be a boolean");
 
   union {
@@ -302,13 +289,13 @@ static napi_value js_udp_set_peer(napi_env env, napi_callback_info info) {
   int32_t idx, family, port;
   uint8_t *bytes;
   size_t blen;
-  if (!get_i32(env, a[1], "index must be an integer", &idx)) return NULL;
+  if (!st_get_int(env, a[1], "index must be an integer", &idx)) return NULL;
   if (idx < 0 || idx >= UDP_MAX_PEERS) return st_throw(env, "ST_NATIVE_ARG", "peer index must be 0..65535");
-  if (!get_i32(env, a[2], "family must be 4 or 6", &family)) return NULL;
+  if (!st_get_int(env, a[2], "family must be 4 or 6", &family)) return NULL;
   if (family != u->family) return st_throw(env, "ST_NATIVE_ARG", "peer family differs from the socket's family");
   if (!st_get_bytes(env, a[3], "address must be a Uint8Array", &bytes, &blen)) return NULL;
   if (blen != (family == 4 ? 4u : 16u)) return st_throw(env, "ST_NATIVE_ARG", "address must be 4 (IPv4) or 16 (IPv6) octets");
-  if (!get_i32(env, a[4], "port must be an integer", &port)) return NULL;
+  if (!st_get_int(env, a[4], "port must be an integer", &port)) return NULL;
   if (port < 1 || port > 65535) return st_throw(env, "ST_NATIVE_ARG", "peer port must be 1..65535");
   if (idx >= u->peer_cap) {
     int cap = u->peer_cap ? u->peer_cap : 16;
@@ -349,7 +336,7 @@ static napi_value js_udp_clear_peer(napi_env env, napi_callback_info info) {
   if (!h) return NULL;
   udp_state *u = (udp_state *)h->ext;
   int32_t idx;
-  if (!get_i32(env, a[1], "index must be an integer", &idx)) return NULL;
+  if (!st_get_int(env, a[1], "index must be an integer", &idx)) return NULL;
   if (idx >= 0 && idx < u->peer_cap) {
     memset(&u->peers[idx], 0, sizeof u->peers[idx]);
     if (udp_reindex(u) != 0) return st_throw_errno(env, "udpClearPeer index", ENOMEM);
@@ -371,7 +358,7 @@ static napi_value js_udp_send(napi_env env, napi_callback_info info) {
   int32_t *desc, count;
   if (!st_get_bytes(env, a[1], "slab must be a Uint8Array", &slab, &slab_len)) return NULL;
   if (!st_get_i32(env, a[2], "desc must be an Int32Array", &desc, &desc_len)) return NULL;
-  if (!get_i32(env, a[3], "count must be an integer", &count)) return NULL;
+  if (!st_get_int(env, a[3], "count must be an integer", &count)) return NULL;
   if (count < 0 || (size_t)count * 3 > desc_len) return st_throw(env, "ST_NATIVE_ARG", "count exceeds desc / 3");
 
   struct mmsghdr msgs[UDP_BATCH];

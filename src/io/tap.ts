@@ -364,7 +364,10 @@ export class TapDevice {
     const out = rx.out;
     for (let i = 0; i < count; i++) out[i] = rx.take(i, lens[i]!);
     if (count > 0) this.frames?.(out, count);
-    if (errno !== 0) this.errors?.(errno);
+    if (errno !== 0) {
+      this.errors?.(errno); // the addon stopped reading for good; the ring stays idle until close()
+      return 0;
+    }
     return this.closed ? 0 : rx.rearm(this.resume);
   };
 

@@ -316,7 +316,10 @@ export class NativeUdpTransport implements UdpTransport {
       d++;
     }
     if (d > 0) this.packets?.(out, d, this.meta);
-    if (errno !== 0) this.errors?.(errno);
+    if (errno !== 0) {
+      this.errors?.(errno); // the addon stopped reading for good; the ring stays idle until close()
+      return 0;
+    }
     return this.closed ? 0 : rx.rearm(this.resume);
   };
 
