@@ -15,7 +15,7 @@
  * holds more than `burst + ratePerSec · t` lines over any t seconds.
  * The sink (the control layer's JSON-lines writer) does the I/O.
  */
-import { REASON_COUNT, REASON_NAMES, type ReasonName } from './reasons.js';
+import { REASON_COUNT, REASON_NAMES, reasonName, type ReasonName } from './reasons.js';
 import type { DomainTable, LabelTable } from './labels.js';
 
 /** Default sustained rate of audit lines. */
@@ -142,7 +142,7 @@ export function buildAuditRecord(nowMs: number, ev: AuditEvent, names: AuditName
   return {
     type: 'drop',
     time: isoTime(nowMs),
-    reason: REASON_NAMES[ev.reason] ?? null,
+    reason: reasonName(ev.reason),
     labelFrom: from?.name ?? null,
     labelTo: to?.name ?? null,
     contextFrom: from?.context ?? null,
@@ -245,8 +245,8 @@ export class AuditRateLimiter {
   takeSummary(nowMs: number): AuditSummaryRecord | null {
     if (this.pending === 0) return null;
     const byReason: Partial<Record<ReasonName, number>> = {};
-    for (let i = 0; i < REASON_COUNT; i++) {
-      if (this.pendingByReason[i]! > 0) byReason[REASON_NAMES[i]!] = this.pendingByReason[i]!;
+    for (let i = 1; i < REASON_COUNT; i++) {
+      if (this.pendingByReason[i]! > 0) byReason[REASON_NAMES[i] as ReasonName] = this.pendingByReason[i]!;
     }
     const n = this.pending;
     const rec: AuditSummaryRecord = {

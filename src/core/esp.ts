@@ -25,7 +25,7 @@
  * On success buf [start,end) is the inner payload. Every drop is counted in sa.drops.
  * Nothing here throws or allocates per packet.
  *
- * Success is ESP_OK, not 0: in reasons.ts code 0 is `truncated`. Compare with ESP_OK.
+ * Success is ESP_OK (= OK = 0, reasons.ts); anything else is a reason code.
  */
 import type { PacketBuf } from '../buf/packet-buf.js';
 import { AEAD_BATCH_AAD_STRIDE, type AeadBatch } from '../crypto/aead.js';
@@ -38,7 +38,7 @@ import {
   IP_PROTO_GRE,
   IP_PROTO_NONE,
 } from '../wire/constants.js';
-import { Reason } from './reasons.js';
+import { OK, Reason } from './reasons.js';
 import type { InboundSa, OutboundSa } from './sa.js';
 
 /** Octets in front of the ciphertext: SPI, sequence number, IV. */
@@ -49,17 +49,14 @@ export const ESP_MIN_PACKET_BYTES = ESP_PREFIX_BYTES + ESP_ALIGN_BYTES + ESP_ICV
 const ALIGN_MASK = ESP_ALIGN_BYTES - 1;
 const TWO_32 = 4294967296;
 
-/**
- * What espSeal/espOpen return (and the batch versions store) for success. It is not 0 because
- * Reason.truncated is 0 (reasons.ts numbers the reasons from 0); 255 fits the Uint8Array results.
- */
-export const ESP_OK = 255;
+/** What espSeal/espOpen return (and the batch versions store) for success: reasons.ts OK. */
+export const ESP_OK = OK;
 
 /**
  * Returned by espSeal when the buffer lacks headroom or tailroom for ESP. Pool buffers always
- * have both (buf/constants.ts), so this is a caller bug; it has no reason code of its own yet.
+ * have both (buf/constants.ts), so this is a caller bug, counted as buffer_no_room.
  */
-export const ESP_NO_ROOM_REASON = Reason.pool_exhausted;
+export const ESP_NO_ROOM_REASON = Reason.buffer_no_room;
 
 /** Padding for a payload of n octets: (payload + padding + 2) is a multiple of 4 (RFC 4303 §2.4). */
 export function espPadBytes(payloadBytes: number): number {

@@ -1,7 +1,14 @@
 /**
  * Verdict reason codes: stable names (DESIGN.md "pcap replay"), also the
  * metric labels. The hot path passes the numeric code; names are for output.
+ * Code 0 is OK ("no reason"), so `if (r !== OK)` reads the same everywhere.
+ * Two codes extend DESIGN.md's list: `sa_expired` (an outbound SA reached a hard
+ * limit and refuses to seal until rekeyed) and `buffer_no_room` (a buffer lacked
+ * head- or tailroom for the headers: a caller bug, counted rather than thrown).
  */
+
+/** The code of a packet that was not dropped. */
+export const OK = 0;
 
 /** Every drop reason, in a fixed order: the index is the numeric code. */
 export const DROP_REASONS = [
@@ -29,6 +36,7 @@ export const DROP_REASONS = [
   'pool_exhausted',
   'reassembly_failed',
   'sa_expired',
+  'buffer_no_room',
 ] as const;
 
 /** Discards: packets consumed on purpose, not errors (RFC 3948 keepalives, control messages, RFC 4303 dummies). */
@@ -38,20 +46,33 @@ export type DropReasonName = (typeof DROP_REASONS)[number];
 export type DiscardReasonName = (typeof DISCARD_REASONS)[number];
 export type ReasonName = DropReasonName | DiscardReasonName;
 
-/** All reason names; drops first, then discards. Index = numeric code. */
-export const REASON_NAMES: readonly ReasonName[] = [...DROP_REASONS, ...DISCARD_REASONS];
+/** A reason name or 'ok' (the name of code 0). */
+export type CodeName = ReasonName | 'ok';
 
-/** Numeric code of each reason, for the hot path: `Reason.icv_mismatch`. */
+/** Names by numeric code: 'ok' at 0, then the drops, then the discards. */
+export const REASON_NAMES: readonly CodeName[] = ['ok', ...DROP_REASONS, ...DISCARD_REASONS];
+
+/** Numeric code of each reason, for the hot path: `Reason.icv_mismatch` (never 0). */
 export const Reason = Object.freeze(
-  Object.fromEntries(REASON_NAMES.map((n, i) => [n, i])) as { [K in ReasonName]: number },
+  Object.fromEntries(REASON_NAMES.slice(1).map((n, i) => [n, i + 1])) as { [K in ReasonName]: number },
 );
 
-/** Number of distinct reason codes (size of a counter array). */
+/** Number of codes including OK (size of a counter array indexed by code). */
 export const REASON_COUNT = REASON_NAMES.length;
+
+/** True if the numeric code is a drop (an error). */
+export function isDrop(code: number): boolean {
+  return code >= 1 && code <= DROP_REASONS.length;
+}
 
 /** True if the numeric code is a discard (not an error). */
 export function isDiscard(code: number): boolean {
-  return code >= DROP_REASONS.length && code < REASON_COUNT;
+  return code > DROP_REASONS.length && code < REASON_COUNT;
+}
+
+/** The name of a code, or null for OK and for codes out of range. */
+export function reasonName(code: number): ReasonName | null {
+  return code >= 1 && code < REASON_COUNT ? (REASON_NAMES[code] as ReasonName) : null;
 }
 
 /** One counter per reason code, indexed by the numeric code. */
@@ -63,10 +84,10 @@ export class ReasonCounters {
     this.counts[code]! += n;
   }
 
-  /** The counters as a plain object keyed by reason name (every reason present, zeros included). */
+  /** The counters as a plain object keyed by reason name (every reason present, zeros included; no 'ok'). */
   toJSON(): Record<ReasonName, number> {
     const out = {} as Record<ReasonName, number>;
-    for (let i = 0; i < REASON_COUNT; i++) out[REASON_NAMES[i]!] = this.counts[i]!;
+    for (let i = 1; i < REASON_COUNT; i++) out[REASON_NAMES[i] as ReasonName] = this.counts[i]!;
     return out;
   }
 }
