@@ -2,6 +2,7 @@
  * The `sectunnel` command: parses the subcommand and hands over to its module.
  * Exit status: 0 done, 1 runtime failure, 2 bad arguments or configuration.
  */
+import { ConfigError } from '../control/config-errors.js';
 import { CliError, EXIT_USAGE } from './errors.js';
 
 interface Subcommand {
@@ -64,6 +65,11 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof CliError) {
       process.stderr.write(`sectunnel ${cmd}: ${e.message}\n`);
       return e.exitCode;
+    }
+    if (e instanceof ConfigError) {
+      // One line per problem, each naming the file, the field, the value and what was expected.
+      process.stderr.write(`${e.message}\n`);
+      return EXIT_USAGE;
     }
     throw e;
   }
