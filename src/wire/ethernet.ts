@@ -32,6 +32,7 @@ export const EthTag = Object.freeze({
   /** An 802.1ad service tag (TPID 0x88a8) with or without a customer tag, or stacked 0x8100 tags (QinQ). */
   qinq: 2,
 });
+/** One of the EthTag values. */
 export type EthTag = (typeof EthTag)[keyof typeof EthTag];
 
 /** True for the TPIDs the view walks: 0x8100 and 0x88a8. */
@@ -63,30 +64,37 @@ export class EthernetFrame {
   /** Binds to bytes[off, off + len): 0, or WireError.truncated if the header (with its tags) does not fit. */
   bind(bytes: Uint8Array, off: number, len: number): number {
     if (len < ETH_HEADER_BYTES || off < 0 || off + len > bytes.length) return WireError.truncated;
-    this.bytes = bytes;
-    this.off = off;
-    this.len = len;
     let at = off + TYPE;
     let type = (bytes[at]! << 8) | bytes[at + 1]!;
     let tags = 0;
-    this.tpid0 = this.tci0 = this.tpid1 = this.tci1 = 0;
+    let tpid0 = 0;
+    let tci0 = 0;
+    let tpid1 = 0;
+    let tci1 = 0;
     while (tags < ETH_MAX_TAGS && isVlanTpid(type)) {
       if (at + VLAN_TAG_BYTES + 2 > off + len) return WireError.truncated;
       const tci = (bytes[at + 2]! << 8) | bytes[at + 3]!;
       if (tags === 0) {
-        this.tpid0 = type;
-        this.tci0 = tci;
+        tpid0 = type;
+        tci0 = tci;
       } else {
-        this.tpid1 = type;
-        this.tci1 = tci;
+        tpid1 = type;
+        tci1 = tci;
       }
       tags++;
       at += VLAN_TAG_BYTES;
       type = (bytes[at]! << 8) | bytes[at + 1]!;
     }
+    this.bytes = bytes;
+    this.off = off;
+    this.len = len;
+    this.tpid0 = tpid0;
+    this.tci0 = tci0;
+    this.tpid1 = tpid1;
+    this.tci1 = tci1;
     this.tags = tags;
     this.type = type;
-    this.kind = tags === 0 ? EthTag.none : tags === 1 && this.tpid0 === ETHERTYPE_VLAN ? EthTag.dot1q : EthTag.qinq;
+    this.kind = tags === 0 ? EthTag.none : tags === 1 && tpid0 === ETHERTYPE_VLAN ? EthTag.dot1q : EthTag.qinq;
     return 0;
   }
 

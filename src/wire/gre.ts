@@ -16,7 +16,7 @@ import { GRE_BASE_BYTES, GRE_OPTION_BYTES } from './constants.js';
 import { internetChecksum } from './checksum.js';
 import { WireError } from './errors.js';
 
-/** Flag bits of the first 16-bit word (RFC 2784 §2, RFC 2890 §2). */
+/** Flag bits of the first 16-bit word: C checksum (RFC 2784 §2), K key and S sequence (RFC 2890 §2). */
 export const GRE_FLAG_C = 0x8000;
 export const GRE_FLAG_K = 0x2000;
 export const GRE_FLAG_S = 0x1000;

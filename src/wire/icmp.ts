@@ -14,11 +14,13 @@ import { ICMP_HEADER_BYTES, IPV4_HEADER_BYTES, IPV6_HEADER_BYTES, IP_PROTO_ICMPV
 import { internetChecksum, pseudoSumV6 } from './checksum.js';
 import { WireError } from './errors.js';
 
+/** ICMPv4 types (RFC 792). */
 export const ICMPV4_ECHO_REPLY = 0;
 export const ICMPV4_DEST_UNREACHABLE = 3;
 /** Code of destination unreachable: fragmentation needed and DF set (RFC 792, RFC 1191). */
 export const ICMPV4_CODE_FRAG_NEEDED = 4;
 export const ICMPV4_ECHO_REQUEST = 8;
+/** ICMPv6 types (RFC 4443 §2.1). */
 export const ICMPV6_DEST_UNREACHABLE = 1;
 export const ICMPV6_PACKET_TOO_BIG = 2;
 export const ICMPV6_ECHO_REQUEST = 128;
