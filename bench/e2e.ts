@@ -659,13 +659,16 @@ const USAGE = `usage: npm run bench:e2e -- [--quick] [--json] [--only NAME[,NAME
   --rounds    rounds (default 3); --seconds: iperf3 test length
 Needs root, iproute2, iperf3, ping; openvpn, socat and openssl for their rows.`;
 
+/** Bad command-line arguments: exit status 2. */
+class UsageError extends Error {}
+
 function parseArgs(argv: string[]): Args {
   const args: Args = { quick: false, json: false, only: [], rounds: ROUNDS, seconds: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (): string => {
       const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value\n${USAGE}`);
+      if (v === undefined) throw new UsageError(`${a} needs a value\n${USAGE}`);
       return v;
     };
     if (a === '--quick') args.quick = true;
@@ -676,7 +679,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--help' || a === '-h') {
       process.stdout.write(USAGE + '\n');
       process.exit(0);
-    } else throw new Error(`unknown argument ${a}\n${USAGE}`);
+    } else throw new UsageError(`unknown argument ${a}\n${USAGE}`);
   }
   return args;
 }
@@ -711,7 +714,7 @@ async function main(): Promise<number> {
   if (args.only.length) {
     contenders = contenders.filter((c) => args.only.some((o) => c.id === o || c.id.startsWith(`${o}-`) || c.name.toLowerCase().includes(o)));
   }
-  if (contenders.length === 0) throw new Error(`--only ${args.only.join(',')} matches no contender`);
+  if (contenders.length === 0) throw new UsageError(`--only ${args.only.join(',')} matches no contender\n${USAGE}`);
   const why = new Map<Contender, string | null>();
   for (const c of contenders) why.set(c, await c.unavailable());
   const runnable = contenders.filter((c) => why.get(c) === null);
@@ -820,8 +823,8 @@ if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.me
       process.exitCode = code;
     },
     (err: unknown) => {
-      process.stderr.write(`bench:e2e failed: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exitCode = 1;
+      process.stderr.write(`bench:e2e${err instanceof UsageError ? '' : ' failed'}: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = err instanceof UsageError ? 2 : 1;
     },
   );
 }
