@@ -410,7 +410,7 @@ async function accounted<T>(pids: number[], fn: () => Promise<T>): Promise<[T, A
   return [result, { cpuS: cpu1 - cpu0, boxBusyPct: totalJ > 0 ? (100 * (box1.busy - box0.busy)) / totalJ : 0 }];
 }
 
-/** Median RTT in ms of `count` pings from guest a to guest b. */
+/** RTTs in ms of `count` pings from guest a to guest b. */
 async function measurePing(bw: BenchWorld, count: number): Promise<number[]> {
   const { stdout } = await bw.world.exec(
     bw.guestA.ns,

@@ -61,11 +61,13 @@ function quoteArgv(argv: readonly string[]): string {
   return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 
-function commandError(argv: readonly string[], exit: string, stderr: string): NetnsError {
+function commandError(argv: readonly string[], exit: string, stderr: string, stdout = ''): NetnsError {
   const err = stderr.trim();
+  // Some programs (iperf3 -J) report errors on stdout: show its tail when stderr is empty.
+  const shown = err || stdout.trim().slice(-500);
   return new NetnsError(
     'NETNS_COMMAND_FAILED',
-    `\`${quoteArgv(argv)}\` failed (${exit})${err ? `: ${err}` : ''}`,
+    `\`${quoteArgv(argv)}\` failed (${exit})${shown ? `: ${shown}` : ''}`,
     argv,
     err,
   );
@@ -92,7 +94,7 @@ export function runCommand(
             : e.killed || e.signal
               ? `killed by ${e.signal ?? 'timeout'}`
               : `could not start: ${e.message}`;
-        reject(commandError(argv, exit, stderr));
+        reject(commandError(argv, exit, stderr, stdout));
       },
     );
   });
@@ -109,9 +111,9 @@ export function runCommandSync(cmd: string, args: readonly string[], opts: { tim
     });
     return { stdout, stderr: '' };
   } catch (error) {
-    const e = error as { status?: number | null; signal?: string | null; stderr?: string; message?: string };
+    const e = error as { status?: number | null; signal?: string | null; stderr?: string; stdout?: string; message?: string };
     const exit = typeof e.status === 'number' ? `exit ${e.status}` : e.signal ? `killed by ${e.signal}` : `could not start: ${e.message}`;
-    throw commandError([cmd, ...args], exit, e.stderr ?? '');
+    throw commandError([cmd, ...args], exit, e.stderr ?? '', e.stdout ?? '');
   }
 }
 
