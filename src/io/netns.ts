@@ -639,8 +639,8 @@ export class World {
       env: { ...process.env, ...opts.env },
       ...(opts.cwd ? { cwd: opts.cwd } : {}),
     });
+    child.on('error', () => undefined); // a failed start shows as no pid (below) or through `exited`
     const proc = new NsProcess(ns, [cmd, ...args], child);
-    child.on('error', () => undefined); // reported through `exited`/`waitForOutput`
     this.steps.push({
       kind: 'process',
       what: `process ${proc.pid} ${quoteArgv([cmd, ...args])} in ${ns}`,
