@@ -188,6 +188,14 @@ export class CipherState {
     return out;
   }
 
+  /** An independent copy (key copied). */
+  clone(): CipherState {
+    const c = new CipherState();
+    c.k = this.k === null ? null : this.k.slice();
+    c.n = this.n;
+    return c;
+  }
+
   /** Zeroes the key; the state has no key afterwards. */
   destroy(): void {
     this.k?.fill(0);
@@ -197,7 +205,7 @@ export class CipherState {
 
 /** SymmetricState (Noise §5.2): chaining key ck, handshake hash h and a CipherState. */
 export class SymmetricState {
-  readonly cipher = new CipherState();
+  cipher = new CipherState();
   ck: Uint8Array;
   h: Uint8Array;
 
@@ -258,6 +266,15 @@ export class SymmetricState {
     return noiseHkdf(this.ck, new Uint8Array(0), 2) as [Uint8Array, Uint8Array];
   }
 
+  /** An independent copy. */
+  clone(): SymmetricState {
+    const c = new SymmetricState();
+    c.ck = this.ck.slice();
+    c.h = this.h.slice();
+    c.cipher = this.cipher.clone();
+    return c;
+  }
+
   /** Zeroes ck and the cipher key (h is public transcript data and stays). */
   destroy(): void {
     this.ck.fill(0);
@@ -312,7 +329,7 @@ export interface HandshakeStateOptions {
  */
 export class HandshakeState {
   readonly initiator: boolean;
-  readonly symmetric: SymmetricState;
+  symmetric: SymmetricState;
   private readonly s: KeyPair;
   private e: KeyPair | null = null;
   private rs: Uint8Array | null;
@@ -476,6 +493,21 @@ export class HandshakeState {
     k1.fill(0);
     k2.fill(0);
     return [c1, c2];
+  }
+
+  /**
+   * An independent copy, so a message can be tried without committing: readMessage on the copy,
+   * keep it on success, destroy it on failure (a forged message then leaves the original intact).
+   */
+  clone(): HandshakeState {
+    const c = Object.create(HandshakeState.prototype) as HandshakeState;
+    Object.assign(c, this);
+    c.symmetric = this.symmetric.clone();
+    c.e = this.e === null ? null : { privateKey: this.e.privateKey.slice(), publicKey: this.e.publicKey.slice() };
+    c.rs = this.rs === null ? null : this.rs.slice();
+    c.re = this.re === null ? null : this.re.slice();
+    c.psk = this.psk === null ? null : this.psk.slice();
+    return c;
   }
 
   /** Zeroes the ephemeral private key, psk, ck and cipher key. */
