@@ -1,2 +1,3 @@
 /** Imports every subcommand module; each registers itself with main.ts. */
 export {};
+import './status.js';
