@@ -1,3 +1,4 @@
 /** Imports every subcommand module; each registers itself with main.ts. */
 export {};
+import './replay.js';
 import './status.js';

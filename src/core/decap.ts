@@ -261,9 +261,12 @@ export class DecapPipeline {
     if (buf.end - s < ESP_HEADER_BYTES) return Reason.truncated;
     const spi = ((b[s]! << 24) | (b[s + 1]! << 16) | (b[s + 2]! << 8) | b[s + 3]!) >>> 0;
     out.spi[i] = spi;
-    out.seq[i] = ((b[s + 4]! << 24) | (b[s + 5]! << 16) | (b[s + 6]! << 8) | b[s + 7]!) >>> 0;
+    const lo = ((b[s + 4]! << 24) | (b[s + 5]! << 16) | (b[s + 6]! << 8) | b[s + 7]!) >>> 0;
+    out.seq[i] = lo;
     const route = this.tables.inbound(spi);
     if (route === undefined) return Reason.unknown_spi;
+    // With ESN, report the 64-bit number as inferred against the window before this batch.
+    if (route.sa.esn) out.seq[i] = route.sa.inferSeqHi(lo) * 4294967296 + lo;
     const k = this.espCount++;
     this.espBuf[k] = buf;
     this.espRoute[k] = route;
@@ -300,10 +303,7 @@ export class DecapPipeline {
       const buf = this.espBuf[k]!;
       const route = this.espRoute[k]!;
       let r = verdictOf[k]!;
-      if (r === OK) {
-        out.seq[i] = route.sa.lastSeq;
-        r = this.inner6(buf, route, i, nowMs, out);
-      }
+      if (r === OK) r = this.inner6(buf, route, i, nowMs, out);
       if (r !== OK) this.drop(out, i, r);
     }
     this.espCount = 0;

@@ -70,7 +70,7 @@ export function prependOuter(buf: PacketBuf, p: OuterPath, ipId: number): number
     emitIpv6({ src: p.src, dst: p.dst, nextHeader: proto, payloadLen: udpLen + espLen, hopLimit: ttl }, b, ip);
   }
   if (p.udp) {
-    emitUdpHeader(b, l4, p.srcPort ?? UDP_ENCAP_PORT, p.dstPort ?? UDP_ENCAP_PORT, UDP_HEADER_BYTES + espLen);
+    emitUdpHeader(b, l4, p.srcPort ?? UDP_ENCAP_PORT, p.dstPort ?? UDP_ENCAP_PORT, espLen);
     if (p.family === 4) fillUdpChecksumV4(b, l4, b, ip + 12, b, ip + 16);
     else fillUdpChecksumV6(b, l4, b, ip + 8, b, ip + 24);
   }
