@@ -21,7 +21,7 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { SEQ_MAX_ESN } from '../core/sa.js';
 
 /** Default file name in `state.dir`. */
@@ -132,7 +132,14 @@ export class SeqStore {
     }
     const store = new SeqStore(dir, fileName, block);
     try {
-      mkdirSync(dir, { recursive: true, mode: SEQ_STATE_DIR_MODE });
+      const created = mkdirSync(dir, { recursive: true, mode: SEQ_STATE_DIR_MODE });
+      // New folders are entries of their parents: make them durable too, or a crash could take the file with them.
+      if (created !== undefined) {
+        for (let d = dir; ; d = dirname(d)) {
+          fsyncPath(dirname(d));
+          if (d === created || dirname(d) === d) break;
+        }
+      }
     } catch (e) {
       throw new SeqStoreError('SEQ_STATE_IO', store.file, `cannot create the state folder ${dir}: ${errnoText(e)}`);
     }
@@ -254,12 +261,7 @@ export class SeqStore {
   }
 
   private syncDir(): void {
-    const fd = openSync(this.dir, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    fsyncPath(this.dir);
   }
 
   /** Temp files a crashed writer left behind: never read, only removed (the rename never happened). */
@@ -279,6 +281,16 @@ export class SeqStore {
         // Another process's, or gone: harmless either way.
       }
     }
+  }
+}
+
+/** fsync of a folder (or file) by path. */
+function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 
