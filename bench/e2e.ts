@@ -24,7 +24,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   NetnsError,
@@ -58,7 +58,7 @@ const BRIDGE = 'br0';
 /** Where the checkout is: dist/bench/e2e.js and bench/e2e.ts both find it. */
 function repoRoot(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  return here.endsWith(join('dist', 'bench')) ? join(here, '..', '..') : join(here, '..');
+  return basename(dirname(here)) === 'dist' ? join(here, '..', '..') : join(here, '..');
 }
 
 // ---------------------------------------------------------------------------------
