@@ -2,3 +2,5 @@
 export {};
 import './replay.js';
 import './status.js';
+import './demo.js';
+import './run.js';
