@@ -488,6 +488,23 @@ describe('scapy peer: verdicts on bad packets', () => {
       });
     }
 
+    itWith(['scapy'], 'decrypt reads pcapng, and refuses one cut short', async () => {
+      const s = sa('aes-gcm-128', FAMILIES[0]!, 'esp', false, null);
+      const outer = await scapyEncrypt(s, FRAMES);
+      await writeFile(join(dir, 'sa.json'), JSON.stringify({ ...goodSa(), keymat: toHex(s.keymat as Uint8Array) }));
+      const ng = pcapng(outer);
+      const run = async (bytes: Uint8Array): Promise<[number, string, number]> => {
+        await writeFile(join(dir, 'in.pcapng'), bytes);
+        await rm(join(dir, 'v.jsonl'), { force: true });
+        const r = await runScapyPeer(['decrypt', '--sa', join(dir, 'sa.json'), '--in', join(dir, 'in.pcapng'), '--out', join(dir, 'o.pcap'), '--verdicts', join(dir, 'v.jsonl')]);
+        const lines = r.exitCode === 0 ? (await readFile(join(dir, 'v.jsonl'), 'utf8')).split('\n').filter((l) => l.includes('"ok": true')).length : 0;
+        return [r.exitCode, r.stderr, lines];
+      };
+      expect(await run(ng)).toEqual([0, '', FRAMES.length]);
+      const [code, stderr] = await run(ng.subarray(0, ng.length - 10));
+      expect([code, /cut off/.test(stderr)]).toEqual([2, true]);
+    });
+
     itWith(['scapy'], 'decrypt of a missing file', async () => {
       await writeFile(join(dir, 'sa.json'), JSON.stringify(goodSa()));
       const r = await runScapyPeer(['decrypt', '--sa', join(dir, 'sa.json'), '--in', join(dir, 'nope.pcap'), '--out', join(dir, 'o.pcap'), '--verdicts', join(dir, 'v.jsonl')]);
@@ -504,6 +521,20 @@ function pcap(frames: readonly Uint8Array[]): Uint8Array {
     parts.push(0, 0, 0, 0, 0, 0, 0, 0, ...len, ...len, ...f);
   }
   return new Uint8Array(parts);
+}
+
+/** A pcapng file (SHB, one Ethernet IDB, one EPB per frame; little-endian), written here. */
+function pcapng(frames: readonly Uint8Array[]): Uint8Array {
+  const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
+  const block = (type: number, body: number[]): number[] => {
+    const padded = [...body, ...Array<number>((4 - (body.length % 4)) % 4).fill(0)];
+    const len = 12 + padded.length;
+    return [...le32(type), ...le32(len), ...padded, ...le32(len)];
+  };
+  const shb = block(0x0a0d0d0a, [...le32(0x1a2b3c4d), 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+  const idb = block(1, [1, 0, 0, 0, ...le32(0)]);
+  const epbs = frames.flatMap((f, i) => block(6, [...le32(0), ...le32(0), ...le32(i * 1_000_000), ...le32(f.length), ...le32(f.length), ...f]));
+  return new Uint8Array([...shb, ...idb, ...epbs]);
 }
 
 // ---------------------------------------------------------------------------
@@ -580,6 +611,18 @@ describe('(b) tshark decrypts what scapy sealed (AES-GCM, no ESN)', () => {
     const outer = await scapyEncrypt(s, FRAMES);
     const got = await tsharkDecryptEsp([{ ...tsharkSa(s), keymat: keymatFor('aes-gcm-128', 77) }], outer, ['esp.icv_good', 'esp.icv_bad']);
     expect(got.map((p) => [p.outer['esp.icv_good'], p.outer['esp.icv_bad']])).toEqual(FRAMES.map(() => ['0', '1']));
+  });
+
+  itWith(['scapy', 'tshark'], 'UDP 4500 is ESP-in-UDP by default; another port only when asked', async () => {
+    const s = sa('aes-gcm-256', FAMILIES[0]!, 'udp', false, 1);
+    const outer = await scapyEncrypt(s, FRAMES.slice(0, 1));
+    const p = outer[0]!;
+    const u = outerLayout(p).udpOff!;
+    p.set([...u16(4501), ...u16(4501)], u); // the IPv4 UDP checksum is 0, so still valid
+    const plain = await tsharkDecryptEsp([tsharkSa(s)], [p], ['esp.icv_good']);
+    expect([plain[0]!.protocols.includes('esp'), plain[0]!.outer['esp.icv_good']]).toEqual([false, undefined]);
+    const asked = await tsharkDecryptEsp([tsharkSa(s)], [p], ['esp.icv_good'], { udpEncapPorts: [4501] });
+    expect(asked[0]!.outer['esp.icv_good']).toBe('1');
   });
 
   it('the helper refuses ChaCha20-Poly1305 and ESN SAs, which tshark 4.0 cannot check', () => {
@@ -746,7 +789,7 @@ describe('(d) ESP sealed by createAead opens in scapy', () => {
       });
     });
 
-    itWith(['scapy'], `${alg}: what scapy seals opens with createAead`, async () => {
+    itWith(['scapy'], `${alg}: what scapy seals is byte for byte what createAead seals, and opens with it`, async () => {
       const s = sa(alg, FAMILIES[1]!, 'udp', true, 0x12345678);
       const firstSeq = TWO_32 + 9n;
       const outer = await scapyEncrypt(s, FRAMES, { firstSeq });
@@ -754,6 +797,9 @@ describe('(d) ESP sealed by createAead opens in scapy', () => {
         const e = outerLayout(p).espOff;
         const esp = p.slice(e);
         const seq = firstSeq + BigInt(i);
+        // Same SPI, sequence number, IV (= sequence number), padding and key: the same bytes.
+        const ours = sealByHand({ alg, keymat: s.keymat as Uint8Array, spi: 0x1001, seq, esn: true, payload: greWrap(FRAMES[i]!) });
+        expect(toHex(esp)).toBe(toHex(ours));
         const aad = new Uint8Array([...esp.subarray(0, 4), ...u32(Number(seq >> 32n)), ...esp.subarray(4, 8)]);
         const aead = createAead(alg, s.keymat as Uint8Array);
         const textLen = esp.length - 32;

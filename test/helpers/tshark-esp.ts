@@ -45,6 +45,8 @@ export interface TsharkEspOptions {
   esn?: 'refuse' | 'as-32-bit';
   /** Extra `-o name:value` preferences. */
   prefs?: readonly string[];
+  /** UDP ports besides 4500 (which tshark decodes as ESP-in-UDP by default) to decode as `udpencap`. */
+  udpEncapPorts?: readonly number[];
 }
 
 /** tshark's decode of one packet. */
@@ -220,6 +222,12 @@ export async function tsharkDecryptEsp(
       '-o',
       'esp.enable_authentication_check:TRUE',
       ...(opts.prefs ?? []).flatMap((p) => ['-o', p]),
+      ...(opts.udpEncapPorts ?? []).flatMap((port) => {
+        if (!Number.isInteger(port) || port < 1 || port > 65535) {
+          throw new TsharkEspError('TSHARK_ESP_BAD_ARGUMENT', `udpEncapPorts: ${port} is not a UDP port`);
+        }
+        return ['-d', `udp.port==${port},udpencap`];
+      }),
       '-r',
       input,
       '-T',

@@ -140,7 +140,6 @@ class Scapy:
             from scapy.layers.inet import IP, UDP
             from scapy.layers.inet6 import IPv6
             from scapy.layers import ipsec
-            from scapy.utils import RawPcapNgReader
         except ImportError as e:
             raise PeerError("scapy is not importable (%s); install python3-scapy and run with /usr/bin/python3" % e)
         conf.verb = 0
@@ -151,7 +150,6 @@ class Scapy:
         self.ESP, self.ESPPlain = ipsec.ESP, ipsec._ESPPlain
         self.SecurityAssociation = ipsec.SecurityAssociation
         self.IntegrityError = ipsec.IPSecIntegrityError
-        self.RawPcapNgReader = RawPcapNgReader
 
 
 # ---------------------------------------------------------------------------
@@ -292,10 +290,10 @@ def make_scapy_sa(sc, sa):
 
 
 # ---------------------------------------------------------------------------
-# Capture files (classic pcap read and write here; pcapng read through scapy)
+# Capture files (classic pcap and pcapng read, classic pcap written, all here)
 
 
-def read_capture(path, sc):
+def read_capture(path):
     """Returns [(linktype, data, ts_sec, ts_usec)]."""
     try:
         with open(path, "rb") as f:
@@ -306,7 +304,7 @@ def read_capture(path, sc):
         raise PeerError("%s: not a capture file (%d bytes)" % (path, len(data)))
     magic = data[:4]
     if magic == b"\x0a\x0d\x0d\x0a":
-        return read_pcapng(path, sc)
+        return read_pcapng(path, data)
     endian = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">", b"\xa1\xb2\x3c\x4d": ">"}.get(magic)
     if endian is None:
         raise PeerError("%s: not a pcap or pcapng file (magic %s)" % (path, magic.hex()))
@@ -327,21 +325,60 @@ def read_capture(path, sc):
     return out
 
 
-def read_pcapng(path, sc):
+def read_pcapng(path, data):
+    """pcapng (SHB, IDB, EPB, SPB; other blocks skipped by their length); bad structure is PeerError."""
     out = []
-    try:
-        reader = sc.RawPcapNgReader(path)
-        try:
-            for pkt, meta in reader:
-                ts = (meta.tshigh << 32) | meta.tslow
-                res = meta.tsresol or 1000000
-                out.append((meta.linktype, bytes(pkt), ts // res, (ts % res) * 1000000 // res))
-        finally:
-            reader.close()
-    except PeerError:
-        raise
-    except Exception as e:  # scapy raises several kinds on a bad file
-        raise PeerError("%s: cannot read pcapng: %s" % (path, e))
+    at = 0
+    endian = "<"
+    ifaces = []  # (linktype, snaplen, units per second)
+    while at < len(data):
+        if at + 12 > len(data):
+            raise PeerError("%s: truncated block header at byte offset %d" % (path, at))
+        if data[at : at + 4] == b"\x0a\x0d\x0d\x0a":
+            bom = data[at + 8 : at + 12]
+            endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else None
+            if endian is None:
+                raise PeerError("%s: bad pcapng byte-order magic at byte offset %d" % (path, at + 8))
+            ifaces = []
+        btype, blen = struct.unpack(endian + "II", data[at : at + 8])
+        if blen < 12 or blen % 4 or at + blen > len(data):
+            raise PeerError("%s: block of length %d at byte offset %d is cut off or malformed" % (path, blen, at))
+        body = data[at + 8 : at + blen - 4]
+        if btype == 1:  # IDB: link type, reserved, snaplen, options (if_tsresol = 9)
+            if len(body) < 8:
+                raise PeerError("%s: short interface description block at byte offset %d" % (path, at))
+            linktype, _res, snaplen = struct.unpack(endian + "HHI", body[:8])
+            units = 1000000
+            opt = 8
+            while opt + 4 <= len(body):
+                code, olen = struct.unpack(endian + "HH", body[opt : opt + 4])
+                if code == 0:
+                    break
+                if code == 9 and olen >= 1:
+                    v = body[opt + 4]
+                    units = (1 << (v & 0x7F)) if v & 0x80 else 10 ** v
+                opt += 4 + ((olen + 3) & ~3)
+            ifaces.append((linktype, snaplen, units))
+        elif btype in (3, 6):  # SPB, EPB
+            if btype == 6:
+                if len(body) < 20:
+                    raise PeerError("%s: short enhanced packet block at byte offset %d" % (path, at))
+                iface, tshigh, tslow, caplen, _orig = struct.unpack(endian + "IIIII", body[:20])
+                pkt = body[20 : 20 + caplen]
+            else:
+                iface, tshigh, tslow = 0, 0, 0
+                if len(body) < 4:
+                    raise PeerError("%s: short simple packet block at byte offset %d" % (path, at))
+                caplen = struct.unpack(endian + "I", body[:4])[0]
+                pkt = body[4 : 4 + caplen]
+            if iface >= len(ifaces):
+                raise PeerError("%s: packet at byte offset %d names interface %d, the section has %d" % (path, at, iface, len(ifaces)))
+            if len(pkt) != caplen:
+                raise PeerError("%s: packet of %d bytes overruns its block at byte offset %d" % (path, caplen, at))
+            linktype, _snap, units = ifaces[iface]
+            ts = (tshigh << 32) | tslow
+            out.append((linktype, pkt, ts // units, (ts % units) * 1000000 // units))
+        at += blen
     return out
 
 
@@ -422,7 +459,7 @@ def cmd_encrypt(args):
     eth_src = parse_mac(args.eth_src, "eth-src")
     eth_dst = parse_mac(args.eth_dst, "eth-dst")
     sc = Scapy()
-    records = read_capture(args.input, sc)
+    records = read_capture(args.input)
     if first + len(records) > seq_limit:
         raise PeerError(
             "--first-seq %d: %d packets would pass the %d-bit sequence number space (esn is %s)"
@@ -719,7 +756,7 @@ def cmd_decrypt(args):
     for sa in sas:
         sa.scapy_sa = make_scapy_sa(sc, sa)
         sa.highest_seq = max(first - 1, 0)
-    records = read_capture(args.input, sc)
+    records = read_capture(args.input)
     frames = []
     lines = []
     for n, (linktype, data, sec, usec) in enumerate(records, start=1):
