@@ -3,6 +3,7 @@
  * TCP throughput run (iperf3 when installed, else a timed transfer between two
  * small Node scripts). Each runs inside the guest namespaces through DemoWorld.
  */
+import type { NsProcess } from '../../io/netns.js';
 import type { DemoGuest } from './plan.js';
 import type { DemoWorld } from './world.js';
 
@@ -84,10 +85,28 @@ export async function throughput(world: DemoWorld, client: DemoGuest, server: De
   return useIperf3 ? iperf3Run(world, client, server, seconds) : nodeRun(world, client, server, seconds);
 }
 
+/** Longest wait for a server to listen. */
+const LISTEN_TIMEOUT_MS = 10_000;
+
+/**
+ * Waits until a TCP socket listens on IPERF_PORT in the server's namespace (asked of
+ * `ss`: iperf3 buffers its "Server listening" line when its output is a pipe).
+ */
+async function waitForListener(world: DemoWorld, server: DemoGuest, proc: NsProcess): Promise<void> {
+  const deadline = Date.now() + LISTEN_TIMEOUT_MS;
+  for (;;) {
+    const r = await world.exec(server.ns, 'ss', ['-H', '-l', '-t', '-n', 'sport', '=', `:${IPERF_PORT}`], 5000);
+    if (r.code === 0 && r.stdout.trim() !== '') return;
+    if (!proc.running) throw new Error(`the ${proc.argv[0]} server in ${server.ns} exited before listening: ${proc.output().trim().slice(-300)}`);
+    if (Date.now() > deadline) throw new Error(`the ${proc.argv[0]} server in ${server.ns} did not listen on port ${IPERF_PORT} within ${LISTEN_TIMEOUT_MS} ms`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
 async function iperf3Run(world: DemoWorld, client: DemoGuest, server: DemoGuest, seconds: number): Promise<ThroughputResult> {
   const srv = world.spawnHelper(server.ns, 'iperf3', ['-s', '-1', '-B', server.ipv4, '-p', String(IPERF_PORT)]);
   try {
-    await srv.waitForOutput(/Server listening/, 10_000);
+    await waitForListener(world, server, srv);
     const r = await world.exec(client.ns, 'iperf3', ['-c', server.ipv4, '-p', String(IPERF_PORT), '-t', String(seconds), '-J'], (seconds + 20) * 1000);
     let j: { end?: { sum_received?: { bytes?: number; seconds?: number; bits_per_second?: number } }; error?: string };
     try {
@@ -114,7 +133,7 @@ const srv = net.createServer((s) => {
   s.on('data', (b) => { if (!t0) t0 = performance.now(); bytes += b.length; });
   s.on('close', () => { console.log(bytes + ' ' + ((performance.now() - t0) / 1000)); srv.close(); });
 });
-srv.listen(Number(port), host, () => console.log('listening'));
+srv.listen(Number(port), host);
 `;
 // A sender that writes 64 KiB chunks for the given seconds, then closes.
 const NODE_CLIENT = `
@@ -133,7 +152,7 @@ async function nodeRun(world: DemoWorld, client: DemoGuest, server: DemoGuest, s
   const node = process.execPath;
   const srv = world.spawnHelper(server.ns, node, ['-e', NODE_SERVER, server.ipv4, String(IPERF_PORT)]);
   try {
-    await srv.waitForOutput(/listening/, 10_000);
+    await waitForListener(world, server, srv);
     const r = await world.exec(client.ns, node, ['-e', NODE_CLIENT, server.ipv4, String(IPERF_PORT), String(seconds)], (seconds + 20) * 1000);
     if (r.code !== 0) throw new Error(`TCP sender in ${client.ns} failed (exit ${r.code}): ${r.stderr.trim().slice(-300)}`);
     const m = await srv.waitForOutput(/^(\d+) ([\d.]+)$/m, 10_000);
