@@ -1,0 +1,108 @@
+/**
+ * Guest ports of the daemon: the TAP (created, or attached to by name) or the
+ * libpcap attachment of each domain, all on the daemon's one packet pool.
+ *
+ * A port outlives reloads as long as its domain keeps the same kind, name and
+ * `create` flag (`samePort`); its `domainId` is then updated to the domain's id
+ * in the new tables, so flows through it are never interrupted.
+ */
+import { existsSync } from 'node:fs';
+import type { PacketPool } from '../../buf/pool.js';
+import type { DaemonDomainConfig } from '../../control/config.js';
+import { AttachPort, type GuestPort } from '../../io/attach.js';
+import { TapDevice } from '../../io/tap.js';
+import { DaemonError } from './errors.js';
+
+/** How a domain reaches its guest. */
+export interface PortSpec {
+  readonly kind: 'tap' | 'attach';
+  /** TAP or interface name. */
+  readonly name: string;
+  /** TAP only: sectunnel creates it (and it disappears when the daemon closes it). */
+  readonly create: boolean;
+  /** TAP only: MTU to set, if configured. */
+  readonly mtu?: number;
+}
+
+/** The port spec of a configured domain. */
+export function portSpecOf(d: DaemonDomainConfig): PortSpec {
+  if (d.tap !== undefined) return { kind: 'tap', name: d.tap.name, create: d.tap.create, ...(d.tap.mtu !== undefined && { mtu: d.tap.mtu }) };
+  return { kind: 'attach', name: d.attach.interface, create: false };
+}
+
+/** True if a port opened for `a` serves `b` too (an MTU change is applied in place). */
+export function samePort(a: PortSpec, b: PortSpec): boolean {
+  return a.kind === b.kind && a.name === b.name && a.create === b.create;
+}
+
+/** A guest port and the domain it serves now; `domainId` -1 while it is being closed. */
+export class PortHandle {
+  domainId: number;
+  constructor(
+    /** The spec it was opened with (its MTU updated when a reload changes it). */
+    public spec: PortSpec,
+    readonly port: GuestPort,
+    domainId: number,
+    /** Config path of the domain, for messages (`domains[2]`). */
+    public path: string,
+  ) {
+    this.domainId = domainId;
+  }
+}
+
+/** True if `name` is an interface of this network namespace. */
+export function interfaceExists(name: string): boolean {
+  return existsSync(`/sys/class/net/${name}`);
+}
+
+/** True if `name` is a TUN/TAP device of this network namespace. */
+function isTunTap(name: string): boolean {
+  return existsSync(`/sys/class/net/${name}/tun_flags`);
+}
+
+/**
+ * Opens the port of a domain on `pool`; throws DaemonError naming the config field.
+ * `create: false` TAPs must exist (libvirt's vnetN); `create: true` ones are made
+ * non-persistent, so they vanish when the daemon closes them.
+ */
+export function openPort(spec: PortSpec, pool: PacketPool, path: string): GuestPort {
+  const field = spec.kind === 'tap' ? `${path}.tap.name` : `${path}.attach.interface`;
+  try {
+    if (spec.kind === 'attach') {
+      if (!interfaceExists(spec.name)) throw new DaemonError('ST_DAEMON_PORT', `${field}: interface "${spec.name}" does not exist in this network namespace`);
+      return AttachPort.open({ device: spec.name, pool });
+    }
+    if (!spec.create) {
+      if (!interfaceExists(spec.name)) {
+        throw new DaemonError(
+          'ST_DAEMON_PORT',
+          `${field}: TAP "${spec.name}" does not exist (tap.create is false: sectunnel attaches to a TAP another program made; set create: true to have sectunnel make it)`,
+        );
+      }
+      if (!isTunTap(spec.name)) {
+        throw new DaemonError('ST_DAEMON_PORT', `${field}: "${spec.name}" exists but is not a TAP device; use attach: {interface: ${spec.name}} for other interfaces`);
+      }
+    }
+    return TapDevice.open({
+      name: spec.name,
+      pool,
+      up: true,
+      ...(spec.create && { persistent: false }),
+      ...(spec.mtu !== undefined && { mtuBytes: spec.mtu }),
+    });
+  } catch (e) {
+    if (e instanceof DaemonError) throw e;
+    throw new DaemonError('ST_DAEMON_PORT', `${field}: cannot open ${spec.kind === 'tap' ? 'TAP' : 'interface'} "${spec.name}": ${(e as Error).message}`, e);
+  }
+}
+
+/** Applies a changed TAP MTU to a kept port (best effort: returns the error text, or null). */
+export function applyMtu(h: PortHandle, spec: PortSpec): string | null {
+  if (spec.kind !== 'tap' || spec.mtu === undefined || spec.mtu === h.spec.mtu) return null;
+  try {
+    (h.port as TapDevice).setLink({ mtuBytes: spec.mtu });
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * What the daemon shows: the `status` report (control/status-report.ts) and the
+ * Prometheus snapshot (control/metrics.ts), both read from the live state —
+ * the tables' counters, the SAs, the ports, the pool, the audit log.
+ * Control path: called per request or scrape, allocates freely.
+ */
+import type { PacketPool } from '../../buf/pool.js';
+import type { MtuPlan } from '../../control/build.js';
+import type { AuditLog } from '../../control/audit-log.js';
+import type { DaemonConfig } from '../../control/config.js';
+import type { MetricSample, MetricsSnapshot } from '../../control/metrics.js';
+import { effectiveGreKey } from '../../control/replay-config.js';
+import { STATUS_REPORT_VERSION, type SaStatus, type StatusReport } from '../../control/status-report.js';
+import type { Auditor } from '../../core/audit.js';
+import { DISCARD_REASONS, DROP_REASONS, Reason } from '../../core/reasons.js';
+import type { InboundSa, OutboundSa } from '../../core/sa.js';
+import type { Tables } from '../../core/tables.js';
+import type { Dataplane } from './dataplane.js';
+import type { PortHandle } from './ports.js';
+import type { SaRegistry } from './sas.js';
+
+/** The version the daemon reports (package.json). */
+export const SECTUNNEL_VERSION = '0.1.0';
+
+/** The live state the report and the metrics read. */
+export interface DaemonView {
+  readonly cfg: DaemonConfig;
+  readonly configFile: string;
+  readonly startedAtMs: number;
+  readonly staticKeys: boolean;
+  readonly backend: string;
+  readonly transportImpl: string;
+  readonly mtu: MtuPlan;
+  readonly pool: PacketPool;
+  readonly dataplane: Dataplane;
+  readonly tables: Tables;
+  readonly sas: SaRegistry;
+  /** Ports by domain name. */
+  readonly ports: ReadonlyMap<string, PortHandle>;
+  readonly auditLog: AuditLog;
+  readonly auditor: Auditor;
+}
+
+function hex8(n: number): string {
+  return `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
+}
+
+/** Replay-window drops of an inbound SA. */
+export function replayDrops(sa: InboundSa): number {
+  return sa.drops.counts[Reason.replay_duplicate]! + sa.drops.counts[Reason.replay_too_old]!;
+}
+
+function outState(sa: OutboundSa): string {
+  return sa.expired ? 'expired' : sa.rekeyDue ? 'soft-expired' : 'active';
+}
+
+/** The `status` reply at `nowMs`. */
+export function statusReport(v: DaemonView, nowMs: number): StatusReport {
+  const { cfg, tables: t } = v;
+  const sas: SaStatus[] = [];
+  for (const e of v.sas.inboundEntries()) {
+    const sa = e.sa;
+    sas.push({
+      spi: hex8(sa.spi),
+      direction: 'in',
+      labels: [...sa.labels],
+      peer: e.peer,
+      algorithm: sa.algorithm,
+      ageMs: sa.ageMs(nowMs),
+      packets: sa.packets,
+      bytes: sa.bytes,
+      replayDrops: replayDrops(sa),
+      state: sa.destroyed ? 'destroyed' : 'active',
+    });
+  }
+  for (const e of v.sas.outboundEntries()) {
+    const sa = e.sa;
+    sas.push({
+      spi: hex8(sa.spi),
+      direction: 'out',
+      labels: [...sa.labels],
+      peer: e.peer,
+      algorithm: sa.algorithm,
+      ageMs: sa.ageMs(nowMs),
+      packets: sa.packets,
+      bytes: sa.bytes,
+      state: outState(sa),
+    });
+  }
+  return {
+    reportVersion: STATUS_REPORT_VERSION,
+    version: SECTUNNEL_VERSION,
+    host: cfg.host.name,
+    pid: process.pid,
+    time: new Date(nowMs).toISOString(),
+    startedAt: new Date(v.startedAtMs).toISOString(),
+    configFile: v.configFile,
+    crypto: { algorithm: cfg.crypto.algorithm, backend: v.backend },
+    underlay: { address: cfg.underlay.address, port: cfg.underlay.transport === 'udp' ? cfg.underlay.port : 0, transport: cfg.underlay.transport },
+    mtu: { underlayMtu: v.mtu.underlayMtu, overheadBytes: v.mtu.overheadBytes, guestMtu: v.mtu.guestMtu },
+    pool: { free: v.pool.available, total: v.pool.capacity },
+    peers: cfg.peers.map((p) => ({
+      name: p.name,
+      address: p.address,
+      ...(cfg.underlay.transport === 'udp' && { port: p.port }),
+      labels: [...p.labels],
+      state: v.staticKeys && p.staticSas.length > 0 ? 'static' : 'no-keys',
+    })),
+    sas,
+    labels: t.labels.labels.map((l) => ({ name: l.name, vlan: l.vlan, greKey: l.greKey, context: l.context, fdbEntries: t.fdb.size(l.id) })),
+    domains: cfg.domains.map((d) => {
+      const id = t.domains.idOf(d.name);
+      return {
+        name: d.name,
+        label: d.label,
+        interface: d.tap?.name ?? d.attach!.interface,
+        kind: d.tap !== undefined ? ('tap' as const) : ('attach' as const),
+        macs: [...d.macs],
+        framesFromGuest: id >= 0 ? t.traffic.domainIn[id]! : 0,
+        framesToGuest: id >= 0 ? t.traffic.domainOut[id]! : 0,
+      };
+    }),
+    reasons: t.counters.toJSON(),
+    fragmented: v.dataplane.fragmented,
+    audit: { path: v.auditLog.path, written: v.auditLog.written, suppressed: v.auditor.limiter.suppressedTotal, lost: v.auditLog.lost },
+  };
+}
+
+/** The Prometheus snapshot. */
+export function metricsSnapshot(v: DaemonView): MetricsSnapshot {
+  const t = v.tables;
+  const counts = t.counters.counts;
+  const drops: MetricSample<'reason' | 'label' | 'peer'>[] = DROP_REASONS.map((r) => ({ labels: { reason: r }, value: counts[Reason[r]]! }));
+  const discards: MetricSample<'reason'>[] = DISCARD_REASONS.map((r) => ({ labels: { reason: r }, value: counts[Reason[r]]! }));
+  const packets: MetricSample<'direction' | 'label' | 'peer'>[] = [];
+  const bytes: MetricSample<'direction' | 'label' | 'peer'>[] = [];
+  const L = t.labels.size;
+  for (const p of t.peers) {
+    for (const l of t.labels.labels) {
+      const i = p.id * L + l.id;
+      const labels = { label: l.name, peer: p.name };
+      packets.push({ labels: { direction: 'tx', ...labels }, value: t.traffic.txPackets[i]! });
+      packets.push({ labels: { direction: 'rx', ...labels }, value: t.traffic.rxPackets[i]! });
+      bytes.push({ labels: { direction: 'tx', ...labels }, value: t.traffic.txBytes[i]! });
+      bytes.push({ labels: { direction: 'rx', ...labels }, value: t.traffic.rxBytes[i]! });
+    }
+  }
+  const saPackets: MetricSample<'spi' | 'label' | 'peer' | 'direction'>[] = [];
+  const replay: MetricSample<'spi'>[] = [];
+  for (const e of v.sas.inboundEntries()) {
+    const spi = hex8(e.sa.spi);
+    saPackets.push({ labels: { spi, label: [...e.sa.labels].join(','), peer: e.peer, direction: 'in' }, value: e.sa.packets });
+    replay.push({ labels: { spi }, value: replayDrops(e.sa) });
+  }
+  for (const e of v.sas.outboundEntries()) {
+    saPackets.push({ labels: { spi: hex8(e.sa.spi), label: [...e.sa.labels].join(','), peer: e.peer, direction: 'out' }, value: e.sa.packets });
+  }
+  return {
+    drops,
+    discards,
+    packets,
+    bytes,
+    saPackets,
+    replayDrops: replay,
+    fragmented: v.dataplane.fragmented,
+    poolFree: v.pool.available,
+    fdbEntries: t.labels.labels.map((l) => ({ labels: { label: l.name }, value: t.fdb.size(l.id) })),
+    auditWritten: v.auditLog.written,
+    auditSuppressed: v.auditor.limiter.suppressedTotal,
+    auditLost: v.auditLog.lost,
+    info: [{ labels: { version: SECTUNNEL_VERSION, crypto_backend: v.backend }, value: 1 }],
+  };
+}
+
+/** The label names of a config with their wire names, for the start log line. */
+export function labelSummary(cfg: DaemonConfig): string[] {
+  return cfg.labels.map((l) => {
+    const k = effectiveGreKey(l);
+    return `${l.name}(vlan ${l.vlan}, ${k === null ? 'no GRE key' : `GRE key 0x${k.toString(16)}`})`;
+  });
+}

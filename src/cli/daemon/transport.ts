@@ -1,0 +1,54 @@
+/**
+ * The underlay transport of the daemon, per `underlay.transport`:
+ *   - `udp`: ESP-in-UDP (RFC 3948) on underlay.address:port, the native batched
+ *     socket (recvmmsg/sendmmsg) when the addon is loaded, node:dgram otherwise;
+ *     received payloads enter the receive pipeline as DecapInput.udpPayload;
+ *   - `esp`: raw IP protocol 50 (needs CAP_NET_RAW); received packets are bare
+ *     ESP (DecapInput.esp).
+ * Both send from, and receive into, the daemon's one pool.
+ *
+ * Outer fragmentation: the raw ESP socket sets IP_MTU_DISCOVER = IP_PMTUDISC_DONT
+ * (io/raw-esp.ts), so the kernel fragments packets above the route MTU and never
+ * sets DF. The UDP sockets (native addon, node:dgram) cannot set that option from
+ * here and keep Linux's default IP_PMTUDISC_WANT: the sending kernel still
+ * fragments a datagram larger than the route MTU (what a veth or Ethernet underlay
+ * of `underlay.mtu` gives), but the fragments-free packets carry DF, so a router
+ * with a smaller MTU on the path drops one and reports it (ICMP frag-needed); the
+ * kernel then fragments later ones to the learnt path MTU. See docs in the report.
+ */
+import type { PacketPool } from '../../buf/pool.js';
+import type { DaemonConfig } from '../../control/config.js';
+import { DecapInput } from '../../core/decap.js';
+import { RawEspTransport, type EspTransport } from '../../io/raw-esp.js';
+import { UdpTransport } from '../../io/udp.js';
+import { DaemonError } from './errors.js';
+
+/** An open underlay transport and how its packets enter the receive pipeline. */
+export interface OpenTransport {
+  readonly transport: EspTransport;
+  /** 'udp-native', 'udp-dgram' or 'esp-raw'. */
+  readonly impl: string;
+  /** DecapInput kind of every received packet. */
+  readonly inputKind: number;
+  /** UDP port bound (0 for raw ESP). */
+  readonly port: number;
+}
+
+/** Datagrams per receive batch. */
+export const TRANSPORT_BATCH_PACKETS = 64;
+
+/** Opens the configured transport on `pool`; throws DaemonError naming underlay.*. */
+export async function openTransport(cfg: DaemonConfig, pool: PacketPool): Promise<OpenTransport> {
+  const u = cfg.underlay;
+  try {
+    if (u.transport === 'esp') {
+      const t = await RawEspTransport.bind({ address: u.address, family: u.family, pool, batchPackets: TRANSPORT_BATCH_PACKETS });
+      return { transport: t, impl: 'esp-raw', inputKind: DecapInput.esp, port: 0 };
+    }
+    const t = await UdpTransport.bind({ address: u.address, port: u.port, family: u.family, pool, batchPackets: TRANSPORT_BATCH_PACKETS });
+    return { transport: t, impl: `udp-${t.impl}`, inputKind: DecapInput.udpPayload, port: t.port };
+  } catch (e) {
+    const where = u.transport === 'esp' ? `raw ESP on ${u.address}` : `UDP ${u.family === 6 ? `[${u.address}]` : u.address}:${u.port}`;
+    throw new DaemonError('ST_DAEMON_TRANSPORT', `underlay: cannot open ${where}: ${(e as Error).message}`, e);
+  }
+}
