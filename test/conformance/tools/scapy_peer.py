@@ -21,7 +21,15 @@ parsed here with struct, and the pcap files are read and written here.
       tagged frames of good packets to INNER.pcap and one JSON line per input
       packet: {"frame", "ok", "spi", "seq", "seq_hi", "seq_lo", "gre_key", "vlan",
       "next_header", "pad_len", "error", "detail", "inner"}. "frame" counts from 1;
-      "error" is null or a code (sectunnel's drop reason names where one fits).
+      "error" is null or a code: sectunnel's drop reason names where one fits
+      (truncated, unknown_spi, icv_mismatch, bad_pad_length, bad_padding_content,
+      unexpected_next_header, dummy_packet, gre_malformed, gre_checksum,
+      gre_unknown_key, inner_untagged, inner_malformed, udp_zero_checksum_v6,
+      not_esp, nat_keepalive, non_esp_marker), else the checker's own
+      (wrong_address, wrong_encapsulation, udp_bad_length, udp_bad_checksum,
+      ip_bad_checksum, fragment, checker_error). Input: Ethernet, raw IP or
+      Linux cooked captures, pcap or pcapng; outer IP fragments are not
+      reassembled (error "fragment").
       With ESN the high half is inferred as in RFC 4303 Appendix A2 from the
       highest authenticated number so far (initially --first-seq minus 1).
       No anti-replay: a duplicate is decrypted again.
@@ -36,9 +44,9 @@ scapy 2.5 quirks handled here (see /work/shared/conformance/README.md):
   * SecurityAssociation.encrypt uses `seq_num or self.seq_num` and
     `esn or self.esn`, so 0 means "the SA's default": both are set on the SA
     before each packet and never passed as arguments.
-  * ESP-in-UDP comes out with UDP length 8 and checksum 0; the length is
-    recomputed, and over IPv6 the checksum too (zero is not allowed there,
-    RFC 6935/6936; over IPv4 it stays 0 as RFC 3948 §2.1 says).
+  * ESP-in-UDP comes out with UDP length 8 over IPv4 and checksum 0; the
+    length is recomputed, and over IPv6 the checksum too (zero is not allowed
+    there, RFC 8200 §8.1; over IPv4 it stays 0 as RFC 3948 §2.1 says).
   * CryptAlgo.decrypt slices the padding wrongly and never checks it; the
     padding is checked by sealing the expected plaintext (payload ‖ 1, 2, … ‖
     pad length ‖ next header) again with the same nonce and comparing it with
