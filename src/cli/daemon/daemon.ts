@@ -40,7 +40,7 @@ import { backendUnavailableReason, selectedBackend } from '../../crypto/index.js
 import type { EspTransport } from '../../io/raw-esp.js';
 import { Dataplane } from './dataplane.js';
 import { DaemonError } from './errors.js';
-import { applyMtu, openPort, PortHandle, portSpecOf, samePort } from './ports.js';
+import { applyMtu, loadAttachSupport, openPort, PortHandle, portSpecOf, samePort } from './ports.js';
 import { dropPrivileges } from './privileges.js';
 import { labelSummary, metricsSnapshot, statusReport, type DaemonView } from './report.js';
 import { SaRegistry } from './sas.js';
@@ -224,6 +224,7 @@ export class Daemon implements DaemonView {
       undo.push(() => transport.transport.close());
       registerPeers(transport.transport, cfg, 0);
 
+      if (cfg.domains.some((dom) => dom.attach !== undefined)) await loadAttachSupport();
       const d = new Daemon({ cfg, o, log, backend: backend.name, mtu, pool, auditLog, auditor, seqStore, sas, tables, transport });
       undo.push(() => d.closePorts([...d.ports.values()]));
       const portOf: (PortHandle | null)[] = [];
@@ -349,6 +350,7 @@ export class Daemon implements DaemonView {
       auditor = new Auditor({ sink: auditLog.sink, ratePerSec: cfg.audit.ratePerSecond, burst: cfg.audit.burst });
     }
 
+    if (cfg.domains.some((dom) => dom.attach !== undefined)) await loadAttachSupport();
     const nowMs = Date.now();
     let tables: Tables;
     let prepared: ReturnType<SaRegistry['prepare']>;

@@ -9,9 +9,29 @@
 import { existsSync } from 'node:fs';
 import type { PacketPool } from '../../buf/pool.js';
 import type { DaemonDomainConfig } from '../../control/config.js';
-import { AttachPort, type GuestPort } from '../../io/attach.js';
 import { TapDevice } from '../../io/tap.js';
 import { DaemonError } from './errors.js';
+
+/** The guest-port shape TapDevice and io/attach.ts's AttachPort share (what the daemon needs of either). */
+export type GuestPort = Pick<TapDevice, 'name' | 'pool' | 'onFrames' | 'onError' | 'writeBatch' | 'refill' | 'stats' | 'close'>;
+
+interface AttachModule {
+  AttachPort: { open(o: { device: string; pool: PacketPool }): GuestPort };
+}
+
+/** io/attach.ts, loaded on first use (it needs the cap package; a config without attach never loads it). */
+let attachModule: AttachModule | null = null;
+const ATTACH_MODULE = '../../io/attach.js';
+
+/** Loads the attach module before a config with `attach` domains opens its ports. */
+export async function loadAttachSupport(): Promise<void> {
+  if (attachModule !== null) return;
+  try {
+    attachModule = (await import(ATTACH_MODULE)) as AttachModule;
+  } catch (e) {
+    throw new DaemonError('ST_DAEMON_PORT', `domains[].attach: attach mode cannot be loaded: ${(e as Error).message}`, e);
+  }
+}
 
 /** How a domain reaches its guest. */
 export interface PortSpec {
@@ -70,7 +90,8 @@ export function openPort(spec: PortSpec, pool: PacketPool, path: string): GuestP
   try {
     if (spec.kind === 'attach') {
       if (!interfaceExists(spec.name)) throw new DaemonError('ST_DAEMON_PORT', `${field}: interface "${spec.name}" does not exist in this network namespace`);
-      return AttachPort.open({ device: spec.name, pool });
+      if (attachModule === null) throw new DaemonError('ST_DAEMON_PORT', `${field}: attach support is not loaded (loadAttachSupport)`);
+      return attachModule.AttachPort.open({ device: spec.name, pool });
     }
     if (!spec.create) {
       if (!interfaceExists(spec.name)) {
