@@ -23,8 +23,10 @@
  * Limits of cap 0.2.1 the daemon must know:
  *   - the device going down or away while attached (`ip link set down`, a VM
  *     stopping deletes its vnetN) makes libuv report POLLERR, and cap's poll
- *     callback asserts on it: the whole process aborts. Close the port first;
- *     see test/io/attach.test.ts, which pins this behaviour,
+ *     callback asserts on it: the whole process aborts (test/io/attach.test.ts
+ *     pins this). Only closing the port before can prevent it, which for a
+ *     libvirt vnetN is rarely possible (qemu closes the TAP before any hook),
+ *
  *   - promiscuous mode is always on; pcap_lookupnet prints a warning on stderr
  *     for a device without an IPv4 address; immediate mode needs `libpcap.so`
  *     (libpcap-dev), else frames wait up to 1 s in libpcap's buffer,
@@ -56,6 +58,7 @@ import { IoError, batchOption, emptyIoStats, type IoStats, type TapDevice } from
 /** The guest-port shape TapDevice and AttachPort share (what the daemon needs of either). */
 export type GuestPort = Pick<TapDevice, 'name' | 'pool' | 'onFrames' | 'onError' | 'writeBatch' | 'refill' | 'stats' | 'close'>;
 
+/** Options of AttachPort.open. */
 export interface AttachOptions {
   /** The interface to attach to, in this process's network namespace (1–15 octets). */
   device: string;

@@ -73,6 +73,7 @@ export interface RawEspStats extends IoStats {
   rxOtherDestination: number;
 }
 
+/** Options of RawEspTransport.bind. */
 export interface RawEspBindOptions {
   /** Local address (default 0.0.0.0 or ::); must be an address of this host. See the file comment on sources. */
   address?: string;
