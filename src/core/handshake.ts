@@ -16,9 +16,11 @@
  *   nAlgorithms(1) algorithm(1)×n nLabels(1) {nameLen(1) name spi(4)}×nLabels
  *   — the algorithms the initiator accepts (preference order) and, per label it
  *   will carry with this peer, the inbound SPI it chose (receiver-chosen SPIs).
- * Response payload: version(1)=1 flags(1) algorithm(1) nLabels(1) {nameLen name spi}×n
- *   — the algorithm chosen (0 = none in common) and the agreed labels with the
- *   responder's inbound SPIs (none = nothing in common).
+ * Response payload: version(1)=1 flags(1) algorithm(1) TAI64N timestamp(12) nLabels(1)
+ *   {nameLen name spi}×n — the algorithm chosen (0 = none in common), the responder's
+ *   timestamp (from the same per-peer sequence as its initiations, so an initiation it
+ *   abandoned in a collision is older: the winner recognises it when it arrives late), and
+ *   the agreed labels with the responder's inbound SPIs (none = nothing in common).
  *
  * Receiving an initiation, in order (a flood costs no DH):
  *   1. marker, type, length                 → truncated / bad_length / unknown_type
@@ -88,10 +90,10 @@ export const INITIATION_OVERHEAD_BYTES = NON_ESP_MARKER_BYTES + 4 + 4 + NOISE_DH
 export const RESPONSE_OVERHEAD_BYTES = NON_ESP_MARKER_BYTES + 4 + 4 + 4 + NOISE_DHLEN + NOISE_TAGLEN + 2 * MAC_BYTES; // 96
 /** Smallest initiation payload: timestamp, version, flags, one algorithm, label count. */
 const INITIATION_MIN_PAYLOAD_BYTES = TAI64N_BYTES + 1 + 1 + 1 + 1 + 1;
-/** Smallest response payload: version, flags, algorithm, label count. */
-const RESPONSE_MIN_PAYLOAD_BYTES = 4;
+/** Smallest response payload: version, flags, algorithm, timestamp, label count. */
+const RESPONSE_MIN_PAYLOAD_BYTES = 3 + TAI64N_BYTES + 1;
 export const INITIATION_MIN_BYTES = INITIATION_OVERHEAD_BYTES + INITIATION_MIN_PAYLOAD_BYTES; // 157
-export const RESPONSE_MIN_BYTES = RESPONSE_OVERHEAD_BYTES + RESPONSE_MIN_PAYLOAD_BYTES; // 100
+export const RESPONSE_MIN_BYTES = RESPONSE_OVERHEAD_BYTES + RESPONSE_MIN_PAYLOAD_BYTES; // 112
 export const COOKIE_REPLY_BYTES = NON_ESP_MARKER_BYTES + 4 + 4 + COOKIE_NONCE_BYTES + COOKIE_BYTES + NOISE_TAGLEN; // 68
 export const CONFIRM_BYTES = NON_ESP_MARKER_BYTES + 4 + 4 + NOISE_TAGLEN; // 28
 /** Largest handshake message accepted (64 labels of 64 octets fit; 4-octet marker included). */
@@ -536,17 +538,18 @@ export function decodeOffer(b: Uint8Array): ParsedOffer {
 }
 
 /** The plaintext payload of a response (exported for tests). */
-export function encodeAnswer(a: Answer): Uint8Array {
+export function encodeAnswer(ts: Uint8Array, a: Answer): Uint8Array {
   checkLabelsToSend(a.labels, 0);
-  const out = new Uint8Array(3 + labelsBytes(a.labels));
+  const out = new Uint8Array(3 + TAI64N_BYTES + labelsBytes(a.labels));
   out[0] = HANDSHAKE_VERSION;
   out[1] = 0;
   out[2] = a.algorithm === null ? 0 : ALG_CODES[a.algorithm];
-  writeLabels(out, 3, a.labels);
+  out.set(ts, 3);
+  writeLabels(out, 3 + TAI64N_BYTES, a.labels);
   return out;
 }
 
-export type ParsedAnswer = { ok: true; answer: Answer } | { ok: false; reason: HandshakeFailure };
+export type ParsedAnswer = { ok: true; timestamp: Uint8Array; answer: Answer } | { ok: false; reason: HandshakeFailure };
 
 /** Parses a response payload; never throws. */
 export function decodeAnswer(b: Uint8Array): ParsedAnswer {
@@ -554,11 +557,11 @@ export function decodeAnswer(b: Uint8Array): ParsedAnswer {
   const code = b[2]!;
   const algorithm = code === 0 ? null : ALG_BY_CODE[code];
   if (algorithm === undefined) return { ok: false, reason: 'bad_payload' };
-  const l = readLabels(b, 3, 0);
+  const l = readLabels(b, 3 + TAI64N_BYTES, 0);
   if (!l.ok) return l;
   if (l.end !== b.length) return { ok: false, reason: 'bad_payload' };
   if (algorithm === null && l.labels.length > 0) return { ok: false, reason: 'bad_payload' };
-  return { ok: true, answer: { algorithm, labels: l.labels } };
+  return { ok: true, timestamp: b.slice(3, 3 + TAI64N_BYTES), answer: { algorithm, labels: l.labels } };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -826,6 +829,8 @@ export interface CreateResponseOptions {
   algorithm: AeadAlgorithm | null;
   /** Agreed labels with our inbound SPI for each (empty = nothing in common). */
   labels: readonly LabelSpi[];
+  /** Our TAI64N timestamp, from the same strictly increasing per-peer sequence as our initiations. */
+  timestamp: Tai64n;
   nowMs: number;
   random: RandomSource;
   /** Our cookie from the initiator (unused by sectunnel initiators; kept for symmetry). */
@@ -845,7 +850,7 @@ export function createResponse(init: ConsumedInitiation, o: CreateResponseOption
   }
   if (o.algorithm === null && o.labels.length > 0) throw new RangeError('createResponse: labels without an algorithm');
   const sorted = [...o.labels].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const payload = encodeAnswer({ algorithm: o.algorithm, labels: sorted });
+  const payload = encodeAnswer(encodeTai64n(o.timestamp), { algorithm: o.algorithm, labels: sorted });
   const w = init.noise.writeMessage(payload);
   if (!w.ok) {
     init.noise.destroy();
@@ -874,7 +879,7 @@ export function createResponse(init: ConsumedInitiation, o: CreateResponseOption
 // Initiator: message 2 in
 
 export type ConsumeResponseResult =
-  | { ok: true; keys: SessionKeys; responderIndex: number; agreed: string[]; refusedByPeer: string[] }
+  | { ok: true; keys: SessionKeys; responderIndex: number; agreed: string[]; refusedByPeer: string[]; responderTimestamp: Uint8Array }
   | { ok: false; reason: HandshakeFailure };
 
 /**
@@ -914,7 +919,7 @@ export function consumeResponse(id: HandshakeIdentity, pending: PendingInitiatio
     a.algorithm,
     a.labels.map((l) => ({ label: l.name, initiatorSpi: offered.get(l.name)!, responderSpi: l.spi })),
   );
-  return { ok: true, keys, responderIndex: peek.senderIndex, agreed: a.labels.map((l) => l.name), refusedByPeer };
+  return { ok: true, keys, responderIndex: peek.senderIndex, agreed: a.labels.map((l) => l.name), refusedByPeer, responderTimestamp: parsed.timestamp };
 }
 
 // ---------------------------------------------------------------------------------------------

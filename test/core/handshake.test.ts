@@ -116,6 +116,7 @@ function fullHandshake(w: World, grant: { labels: string[]; algorithms: AeadAlgo
     senderIndex: 0x22222222,
     algorithm: n.algorithm,
     labels: n.agreed.map((name, i) => ({ name, spi: 0x2001 + i })),
+    timestamp: tai64nFromMs(T0 + 5),
     nowMs: T0,
     random: w.random,
   });
@@ -134,6 +135,7 @@ describe('handshake round trip', () => {
     expect(done.agreed).toEqual(['blue', 'red']);
     expect(done.refusedByPeer).toEqual(['green']);
     expect(done.responderIndex).toBe(0x22222222);
+    expect(toHex(done.responderTimestamp)).toBe(toHex(encodeTai64n(tai64nFromMs(T0 + 5))));
     expect(done.keys.algorithm).toBe('aes-gcm-256');
     expect(toHex(done.keys.handshakeHash)).toBe(toHex(resp.keys.handshakeHash));
     expect(toHex(done.keys.confirmKey)).toBe(toHex(resp.keys.confirmKey));
@@ -162,7 +164,8 @@ describe('handshake round trip', () => {
     const p1 = 12 + 3 + 2 + 1 + (1 + 3 + 4) + (1 + 4 + 4) + (1 + 5 + 4);
     expect(init.message.length).toBe(INITIATION_OVERHEAD_BYTES + p1);
     expect(INITIATION_OVERHEAD_BYTES).toBe(140);
-    expect(resp.ok && resp.message.length).toBe(RESPONSE_OVERHEAD_BYTES + 4 + (1 + 3 + 4));
+    // P = 1 version + 1 flags + 1 algorithm + 12 timestamp + 1 count + (1 + 3 + 4)
+    expect(resp.ok && resp.message.length).toBe(RESPONSE_OVERHEAD_BYTES + 16 + (1 + 3 + 4));
     expect(RESPONSE_OVERHEAD_BYTES).toBe(96);
     expect(COOKIE_REPLY_BYTES).toBe(68);
     expect(CONFIRM_BYTES).toBe(28);
@@ -211,14 +214,14 @@ describe('handshake failures fail closed with their code', () => {
     const init = initiate(w);
     const c = consume(w, init.message);
     if (c.kind !== 'ok') throw new Error('consume');
-    const resp = createResponse(c.initiation, { senderIndex: 5, algorithm: 'aes-gcm-256', labels: [{ name: 'red', spi: 0x3000 }], nowMs: T0, random: w.random });
+    const resp = createResponse(c.initiation, { senderIndex: 5, algorithm: 'aes-gcm-256', labels: [{ name: 'red', spi: 0x3000 }], timestamp: tai64nFromMs(T0), nowMs: T0, random: w.random });
     if (!resp.ok) throw new Error('response');
     expect(consumeResponse(w.idI, init.pending, resp.message)).toEqual({ ok: false, reason: 'response_decrypt_failed' });
     // The genuine responder (right psk) answering the same initiation still completes it.
     const w2 = { ...w, iAtR: { ...w.iAtR, keys: createPeerKeys(w.idI.staticKey.publicKey, PSK), replay: newReplayState() } };
     const c2 = consume(w2, init.message);
     if (c2.kind !== 'ok') throw new Error('consume 2');
-    const resp2 = createResponse(c2.initiation, { senderIndex: 6, algorithm: 'aes-gcm-256', labels: [{ name: 'red', spi: 0x3000 }], nowMs: T0, random: w.random });
+    const resp2 = createResponse(c2.initiation, { senderIndex: 6, algorithm: 'aes-gcm-256', labels: [{ name: 'red', spi: 0x3000 }], timestamp: tai64nFromMs(T0), nowMs: T0, random: w.random });
     expect(resp2.ok && consumeResponse(w.idI, init.pending, resp2.message).ok).toBe(true);
   });
 
@@ -397,9 +400,9 @@ describe('payloads', () => {
   });
 
   it('answer round trip, refusal form, and malformed answers', () => {
-    const a = encodeAnswer({ algorithm: 'chacha20-poly1305', labels: [{ name: 'red', spi: 0x2001 }] });
-    expect(decodeAnswer(a)).toEqual({ ok: true, answer: { algorithm: 'chacha20-poly1305', labels: [{ name: 'red', spi: 0x2001 }] } });
-    expect(decodeAnswer(encodeAnswer({ algorithm: null, labels: [] }))).toEqual({ ok: true, answer: { algorithm: null, labels: [] } });
+    const a = encodeAnswer(ts, { algorithm: 'chacha20-poly1305', labels: [{ name: 'red', spi: 0x2001 }] });
+    expect(decodeAnswer(a)).toEqual({ ok: true, timestamp: ts, answer: { algorithm: 'chacha20-poly1305', labels: [{ name: 'red', spi: 0x2001 }] } });
+    expect(decodeAnswer(encodeAnswer(ts, { algorithm: null, labels: [] }))).toEqual({ ok: true, timestamp: ts, answer: { algorithm: null, labels: [] } });
     const bad = a.slice();
     bad[2] = 0; // no algorithm but labels
     expect(decodeAnswer(bad)).toEqual({ ok: false, reason: 'bad_payload' });
