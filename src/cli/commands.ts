@@ -4,3 +4,4 @@ import './replay.js';
 import './status.js';
 import './demo.js';
 import './run.js';
+import './keys.js';
