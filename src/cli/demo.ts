@@ -148,13 +148,13 @@ function daemonCommand(): string[] {
   throw new CliError(`cannot find the sectunnel command to start the daemons (looked for ${bin} and scripts/sectunnel)`, EXIT_FAILURE);
 }
 
-/** Removes the temp folders of earlier runs (only those carrying the demo's marker file). */
-function removeStaleTmpDirs(): string[] {
+/** Removes the temp folders of earlier runs (only those carrying the demo's marker file), except `keep`. */
+function removeStaleTmpDirs(keep: string | null): string[] {
   const removed: string[] = [];
   for (const name of readdirSync(tmpdir())) {
     if (!name.startsWith(DEMO_TMP_PREFIX)) continue;
     const dir = join(tmpdir(), name);
-    if (!existsSync(join(dir, DEMO_TMP_MARKER))) continue;
+    if (dir === keep || !existsSync(join(dir, DEMO_TMP_MARKER))) continue;
     rmSync(dir, { recursive: true, force: true });
     removed.push(dir);
   }
@@ -175,7 +175,7 @@ class DemoRun {
   readonly progress: Progress;
   readonly steps: DemoStep[] = [];
   readonly plan: DemoPlan;
-  world: DemoWorld | null = null;
+  readonly world: DemoWorld;
   daemons: Daemon[] = [];
   guestMtuBytes: number;
   counters: Record<string, HostCounters> = {};
@@ -190,6 +190,7 @@ class DemoRun {
     this.progress = new Progress(out);
     this.plan = demoPlan(tmpDir);
     this.guestMtuBytes = this.plan.guestMtuBytes;
+    this.world = new DemoWorld(this.plan.prefix);
   }
 
   private record(step: string, ok: boolean, detail: string, data?: unknown): void {
@@ -199,15 +200,16 @@ class DemoRun {
   }
 
   /** Runs an infrastructure step: a throw ends the demo (named as this step). */
-  private async infra(step: string, running: string, fn: () => Promise<{ detail: string; data?: unknown }>): Promise<void> {
+  private async infra(step: string, running: string, fn: () => Promise<{ detail: string; data?: unknown; details?: string[] }>): Promise<void> {
     this.progress.begin(`${step}: ${running}`);
-    let r: { detail: string; data?: unknown };
+    let r: { detail: string; data?: unknown; details?: string[] };
     try {
       r = await fn();
     } catch (e) {
       throw e instanceof StepAbort ? e : new StepAbort(step, (e as Error).message);
     }
     this.record(step, true, r.detail, r.data);
+    for (const d of r.details ?? []) this.progress.detail(d);
   }
 
   /** Runs a check: its verdict is recorded and the demo goes on either way (a throw is a failed check). */
@@ -237,9 +239,9 @@ class DemoRun {
     const [ha, hb] = plan.hosts;
 
     await this.infra('world', 'building namespaces', async () => {
-      const staleDirs = removeStaleTmpDirs().filter((d) => d !== this.tmpDir);
-      const { world, stale } = await DemoWorld.create(plan.prefix);
-      this.world = world;
+      const staleDirs = removeStaleTmpDirs(this.tmpDir);
+      const world = this.world;
+      const stale = await world.removeStale();
       await buildHosts(world, plan);
       const removed = stale.length + staleDirs.length > 0 ? ` (first removed ${stale.length} namespaces and ${staleDirs.length} temp folders of an earlier run)` : '';
       return {
@@ -247,7 +249,7 @@ class DemoRun {
         data: { namespaces: world.namespaceNames(), staleRemoved: stale },
       };
     });
-    const world = this.world!;
+    const world = this.world;
 
     await this.infra('configs', 'writing', async () => {
       const sas = freshStaticSas(plan.algorithm);
@@ -255,9 +257,13 @@ class DemoRun {
         mkdirSync(h.stateDir, { recursive: true, mode: 0o700 });
         writeFileSync(h.configFile, hostConfigText(plan, h, sas), { mode: 0o600 });
       }
-      const spis = DEMO_LABELS.map((l) => `${l.name} 0x${sas[l.name].aToB.spi.toString(16)}/0x${sas[l.name].bToA.spi.toString(16)}`);
+      const spis = DEMO_LABELS.map((l) => `${l.name} 0x${sas[l.name].aToB.spi.toString(16)}, 0x${sas[l.name].bToA.spi.toString(16)}`);
       return {
-        detail: `${ha.name}.json, ${hb.name}.json in ${this.tmpDir}: ${plan.algorithm}, one SA pair per label with fresh random keys (SPIs a→b/b→a: ${spis.join(', ')}); overhead ${plan.overheadBytes} B → guest MTU ${plan.guestMtuBytes} (largest outer packet ${outerPacketBytes(plan.guestMtuBytes)} B ≤ ${plan.underlayMtuBytes})`,
+        detail: `${this.tmpDir}/${ha.name}.json, ${hb.name}.json: ${plan.algorithm}, one SA pair per label, fresh random keys`,
+        details: [
+          `SPIs (a→b, b→a): ${spis.join('; ')}`,
+          `tunnel overhead ${plan.overheadBytes} B → guest MTU ${plan.guestMtuBytes}: its largest frame makes a ${outerPacketBytes(plan.guestMtuBytes)} B outer packet, underlay MTU ${plan.underlayMtuBytes}`,
+        ],
         data: { configs: plan.hosts.map((h) => h.configFile), overheadBytes: plan.overheadBytes, guestMtuBytes: plan.guestMtuBytes },
       };
     });
@@ -271,8 +277,10 @@ class DemoRun {
       const reports = await Promise.all(plan.hosts.map((h, i) => this.waitForStatus(h, this.daemons[i]!)));
       // The daemon knows its overhead best; if it asks for a smaller guest MTU, use that.
       for (const r of reports) if (typeof r.mtu?.guestMtu === 'number' && r.mtu.guestMtu < this.guestMtuBytes) this.guestMtuBytes = r.mtu.guestMtu;
+      const mtus = reports.map((r) => r.mtu?.guestMtu ?? '?').join(', ');
       return {
-        detail: `${plan.hosts.map((h, i) => `${h.name} pid ${this.daemons[i]!.pid}`).join(', ')} answer status after ${ms(Date.now() - t0)} (logs: ${ha.logFile}, ${hb.logFile})`,
+        detail: `${plan.hosts.map((h, i) => `${h.name} pid ${this.daemons[i]!.pid}`).join(', ')} answer status after ${ms(Date.now() - t0)}`,
+        details: [`\`sectunnel run --config FILE --insecure-static-keys\` in ${ha.ns}, ${hb.ns}; they report guest MTU ${mtus}; logs ${ha.name}.log, ${hb.name}.log`],
         data: { pids: Object.fromEntries(plan.hosts.map((h, i) => [h.name, this.daemons[i]!.pid])) },
       };
     });
@@ -336,7 +344,7 @@ class DemoRun {
 
   /** Same-label pings both ways after a warm-up; passes if replies came both ways. */
   private async sameLabel(step: string, a: DemoGuest, b: DemoGuest): Promise<void> {
-    const world = this.world!;
+    const world = this.world;
     await this.check(step, 'ping', async () => {
       const warm = await pingUntilReply(world, a, b, WARMUP_TIMEOUT_MS);
       const ab = await ping(world, a, b, SAME_LABEL_PING);
@@ -354,7 +362,7 @@ class DemoRun {
    * denials (policy_denied / label_mismatch) for them.
    */
   private async crossLabel(step: string, from: DemoGuest, to: DemoGuest, receiver: DemoHost): Promise<void> {
-    const world = this.world!;
+    const world = this.world;
     await this.check(step, 'ping (must fail)', async () => {
       await world.ip(from.ns, ['neigh', 'replace', to.ipv4, 'lladdr', to.mac, 'dev', from.tap, 'nud', 'permanent']);
       const before = await this.countersOfHost(receiver);
@@ -393,7 +401,7 @@ class DemoRun {
   teardown(): Promise<TeardownReport | null> {
     this.teardownReport ??= (async () => {
       if (this.opts.keep && this.interrupted === null) return null;
-      const report = this.world ? await this.world.teardown() : null;
+      const report = await this.world.teardown();
       rmSync(this.tmpDir, { recursive: true, force: true });
       return report;
     })();
@@ -401,11 +409,7 @@ class DemoRun {
   }
 
   /** Prints the teardown line; true if everything stopped and went away cleanly. */
-  reportTeardown(t: TeardownReport | null, progress = this.progress): boolean {
-    if (t === null) {
-      progress.line(`✓ teardown: nothing was built; ${this.tmpDir} removed`);
-      return true;
-    }
+  reportTeardown(t: TeardownReport, progress = this.progress): boolean {
     // A daemon that needed SIGKILL did not stop cleanly; one that had exited before was reported by the steps.
     const ok = t.daemons.every((d) => d.how !== 'SIGKILL') && t.left.length === 0 && t.problems.length === 0;
     const exitText = (d: DaemonStop): string => (d.code !== null ? `exit ${d.code}` : `killed by ${d.signal}`);
@@ -443,7 +447,7 @@ class DemoRun {
       kept = this.keep();
     } else {
       teardown = await this.teardown();
-      this.reportTeardown(teardown);
+      if (teardown !== null) this.reportTeardown(teardown);
     }
     const failed = this.steps.filter((s) => !s.ok).map((s) => s.step);
     const ok = failed.length === 0;
@@ -467,9 +471,8 @@ class DemoRun {
 
   /** --keep: leave it all up and say how to look and how to remove it. */
   private keep(): DemoSummary['kept'] {
-    const world = this.world;
-    world?.keep();
-    const namespaces = world?.namespaceNames() ?? [];
+    this.world.keep();
+    const namespaces = this.world.namespaceNames();
     const daemons = this.plan.hosts.map((h, i) => ({ host: h.name, pid: this.daemons[i]?.pid ?? 0, socket: h.socket }));
     const [ha, hb] = this.plan.hosts;
     const p = this.progress;
@@ -524,7 +527,7 @@ async function cleanup(out: ProgressSink): Promise<number> {
   };
   while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   const removed = await removeStaleNamespaces(DEMO_PREFIX); // SIGKILLs whatever did not stop
-  const dirs = removeStaleTmpDirs();
+  const dirs = removeStaleTmpDirs(null);
   out.write(`✓ cleanup: ${pids.length} processes stopped, ${removed.length} namespaces deleted${removed.length ? ` (${removed.join(', ')})` : ''}, ${dirs.length} temp folders removed\n`);
   const left = await namespacesWithPrefix(DEMO_PREFIX);
   if (left.length > 0) {
@@ -572,7 +575,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     void run
       .teardown()
       .then(
-        (t) => run.reportTeardown(t, new Progress(out)),
+        (t) => t !== null && run.reportTeardown(t, new Progress(out)),
         (e: unknown) => out.write(`✗ teardown failed: ${(e as Error).message}\n`),
       )
       .finally(() => process.exit(128 + (SIGNAL_NUMBERS[signal] ?? 0)));
@@ -580,7 +583,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   // Anything else that ends the process (an uncaught error): synchronous teardown.
   const onExit = (): void => {
     if (run.interrupted !== null || values.keep) return;
-    run.world?.teardownSync();
+    run.world.teardownSync();
     rmSync(tmpDir, { recursive: true, force: true });
   };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];

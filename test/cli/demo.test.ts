@@ -73,9 +73,9 @@ function daemonPids(output: string): number[] {
   return [...line.matchAll(/host-[ab] pid (\d+)/g)].map((m) => Number(m[1]));
 }
 
-/** The temp folder from the "✓ configs: … in /tmp/sectunnel-demo-XXXXXX:" line. */
+/** The temp folder from the "✓ configs: /tmp/sectunnel-demo-XXXXXX/host-a.json, …" line. */
 function tmpDirOf(output: string): string | null {
-  return /configs: .* in (\S*sectunnel-demo-\w+):/.exec(output)?.[1] ?? null;
+  return /^✓ configs: (\S*sectunnel-demo-\w+)\/host-a\.json/m.exec(output)?.[1] ?? null;
 }
 
 describe('sectunnel demo, end to end', () => {

@@ -207,8 +207,8 @@ export function formatAuditRecord(r: Record<string, unknown>): string {
 
 function fmtBytes(n: number): string {
   if (n < 10_000) return `${n} B`;
-  if (n < 10_000_000) return `${(n / 1e3).toFixed(1)} kB`;
-  if (n < 10_000_000_000) return `${(n / 1e6).toFixed(1)} MB`;
+  if (n < 1e6) return `${(n / 1e3).toFixed(1)} kB`;
+  if (n < 1e9) return `${(n / 1e6).toFixed(1)} MB`;
   return `${(n / 1e9).toFixed(2)} GB`;
 }
 

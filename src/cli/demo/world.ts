@@ -2,7 +2,7 @@
  * The demo's namespaces and processes, and their teardown.
  *
  * Life of a DemoWorld:
- *   1. `create(prefix)` removes namespaces a crashed earlier run left with the
+ *   1. `removeStale()` removes namespaces a crashed earlier run left with the
  *      prefix (killing the daemons still inside them);
  *   2. namespaces are recorded as they are made; links live inside them and go
  *      with them; daemons run detached (own process group, output to a log
@@ -169,14 +169,28 @@ export class DemoWorld {
   private readonly helpers: NsProcess[] = [];
   private tearing: Promise<TeardownReport> | null = null;
   private kept = false;
+  /** Namespace creations under way: teardown waits for them, so none appears after it. */
+  private readonly creating = new Set<Promise<unknown>>();
 
-  private constructor(readonly prefix: string) {}
-
-  /** Removes stale namespaces with `prefix` (killing what runs inside), returns an empty world and their names. */
-  static async create(prefix: string): Promise<{ world: DemoWorld; stale: string[] }> {
+  /** An empty world whose namespaces all start with `prefix` (`st-…-`). */
+  constructor(readonly prefix: string) {
     checkPrefix(prefix);
-    const stale = await removeStaleNamespaces(prefix);
-    return { world: new DemoWorld(prefix), stale };
+  }
+
+  /** Removes namespaces a crashed earlier run left with the prefix (killing what runs inside); returns their names. */
+  async removeStale(): Promise<string[]> {
+    this.checkOpen('remove stale namespaces');
+    const p = removeStaleNamespaces(this.prefix);
+    return this.track(p);
+  }
+
+  private async track<T>(p: Promise<T>): Promise<T> {
+    this.creating.add(p);
+    try {
+      return await p;
+    } finally {
+      this.creating.delete(p);
+    }
   }
 
   /** True once teardown() began or keep() was called. */
@@ -202,7 +216,7 @@ export class DemoWorld {
     if (!ns.startsWith(this.prefix)) throw new NetnsError('NETNS_BAD_NAME', `namespace '${ns}' does not start with '${this.prefix}'`);
     this.checkOpen(`create namespace ${ns}`);
     this.namespaces.push(ns);
-    await runCommand('ip', ['netns', 'add', ns]);
+    await this.track(runCommand('ip', ['netns', 'add', ns]));
     await this.ip(ns, ['link', 'set', 'lo', 'up']);
   }
 
@@ -294,6 +308,7 @@ export class DemoWorld {
 
   private async doTeardown(): Promise<TeardownReport> {
     const problems: string[] = [];
+    await Promise.allSettled([...this.creating]);
     const daemons = await Promise.all(this.daemons.map((d) => d.stop()));
     await Promise.all(this.helpers.map((h) => h.stop(1000)));
     const deleted: string[] = [];
