@@ -296,22 +296,34 @@ describe('handshake failures fail closed with their code', () => {
       return m;
     });
     const seen = new Map<HandshakeFailure | 'ok', number>();
+    const w2 = world();
+    // A pending initiation with the golden response's index but another ephemeral: the golden
+    // response passes mac1 and fails in Noise; a failed read leaves the pending state intact.
+    const w3 = world();
+    w3.random = seeded(1234);
+    const pending = initiate(w3).pending;
     for (const m of inputs) {
       // Not under load mac2 is not checked: an edit confined to mac2 may pass.
       const same = m.length === init.message.length && toHex(m, 0, m.length - 16) === toHex(init.message, 0, m.length - 16);
-      const w2 = world();
+      w2.iAtR.replay.greatestTimestamp = null;
+      w2.iAtR.replay.lastInitiationMs = -Infinity;
       const r = consume(w2, m);
       const key = r.kind === 'fail' ? r.reason : r.kind;
       seen.set(key, (seen.get(key) ?? 0) + 1);
       if (!same) expect(r.kind, toHex(m)).not.toBe('ok');
-      const rr = consumeResponse(w.idI, initiate(world()).pending, m);
-      if (!rr.ok) expect(HANDSHAKE_FAILURES).toContain(rr.reason);
+      const rr = consumeResponse(w.idI, pending, m);
+      expect(rr.ok).toBe(false);
+      if (!rr.ok) {
+        expect(HANDSHAKE_FAILURES).toContain(rr.reason);
+        seen.set(rr.reason, (seen.get(rr.reason) ?? 0) + 1);
+      }
       expect(consumeCookieReply(w.rAtI, init.pending, m, newCookieState(), T0).ok).toBe(false);
     }
     // The fuzz reached the cheap checks and mac1, not just the marker.
     expect(seen.get('truncated')).toBeGreaterThan(0);
     expect(seen.get('bad_mac1')).toBeGreaterThan(0);
     expect(seen.get('not_handshake')).toBeGreaterThan(0);
+    expect(seen.get('response_decrypt_failed')).toBeGreaterThan(0);
   });
 });
 
