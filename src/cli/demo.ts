@@ -217,12 +217,20 @@ class DemoRun {
     this.progress.begin(`${step}: ${running}`);
     try {
       const r = await fn();
-      this.record(step, r.ok, r.detail, r.data);
+      this.record(step, r.ok, r.ok ? r.detail : r.detail + this.deadDaemonsNote(), r.data);
       for (const d of r.details ?? []) this.progress.detail(d);
     } catch (e) {
       if (this.interrupted) throw e;
-      this.record(step, false, (e as Error).message);
+      this.record(step, false, oneLine((e as Error).message) + this.deadDaemonsNote());
     }
+  }
+
+  /** " (the daemon of host-b is not running: killed by SIGKILL)" for each daemon that stopped, or "". */
+  private deadDaemonsNote(): string {
+    return this.daemons
+      .filter((d) => !d.running)
+      .map((d) => ` (the daemon of ${d.host} is not running: ${d.exitStatus?.code != null ? `exit ${d.exitStatus.code}` : `killed by ${d.exitStatus?.signal ?? '?'}`})`)
+      .join('');
   }
 
   async status(host: DemoHost, timeoutMs = 3000): Promise<StatusReport> {
@@ -437,8 +445,8 @@ class DemoRun {
       } catch (e) {
         this.record('summary', false, `could not read the daemons' counters: ${(e as Error).message}`);
       }
-    } else if (this.daemons.length > 0 && this.steps.every((s) => s.ok)) {
-      this.record('daemons', false, `a daemon is not running at the end:${this.daemonTails()}`);
+    } else if (this.daemons.length > 0 && !this.steps.some((s) => s.step === 'daemons' && !s.ok)) {
+      this.record('daemons', false, `a daemon stopped during the demo:${this.daemonTails()}`);
     }
 
     let kept: DemoSummary['kept'] = null;
@@ -487,6 +495,11 @@ class DemoRun {
     p.line(`    (or by hand: kill -TERM ${daemons.map((d) => d.pid).join(' ')}; ${namespaces.map((n) => `ip netns del ${n}`).join('; ')}; rm -r ${this.tmpDir})`);
     return { namespaces, tmpDir: this.tmpDir, daemons };
   }
+}
+
+/** `text` with its line breaks turned into spaces (for one progress line). */
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
 }
 
 /** The last `maxLines` lines of `text`, indented by `n`. */
