@@ -30,6 +30,10 @@
  *
  * SPIs are reserved with the caller's SpiAllocator (the SaDatabase) and installed by the
  * actions; everything else goes through actions.
+ *
+ * Time: `nowMs` is wall-clock milliseconds (Date.now()). Initiations carry it as a TAI64N
+ * timestamp, and a peer refuses any initiation not newer than the last it accepted, so the
+ * value must keep growing across a restart of this host (as WireGuard requires).
  */
 import type { AeadAlgorithm, AeadBackendName } from '../crypto/aead.js';
 import {
