@@ -1,0 +1,581 @@
+/**
+ * In-process pipeline throughput: encap (guest frame → sealed ESP packet) and decap (UDP
+ * payload → guest frame) packets/s and Gbit/s of guest frame octets, for 64, 512 and
+ * 1400-octet frames, through the real EncapPipeline/DecapPipeline with no sockets.
+ *
+ *   npm run build && npm run bench:pipeline [-- --json] [--alg=aes-gcm-256,chacha20-poly1305|all]
+ *     [--time-ms=300] [--gc-packets=1000000] [--no-contrast]
+ *
+ * Stages:
+ *   1. two in-memory hosts A and B (one label, one domain each, one peer, an SA pair) with
+ *      one pool per host; A has learned B's guest MAC as remote, so every frame is unicast
+ *   2. encap task: frames are loaded into pool buffers before each iteration (the TAP read's
+ *      copy, not timed); timed: EncapPipeline.run over the batch, then every buffer of
+ *      out.release goes back to the pool (what the daemon does after sendmmsg)
+ *   3. decap task: A's sealed packets (sequence numbers 1..batch) are loaded into B's pool
+ *      and B's replay window is reset before each iteration (not timed); timed:
+ *      DecapPipeline.run with DecapInput.udpPayload, then the release to the pool
+ *   4. rows: native crypto at batch 64 (the daemon's shape), batch 1 and the node:crypto
+ *      backend for contrast
+ *   5. per-packet cost breakdown at 1400 octets, batch 64: the whole pipeline; the pipeline
+ *      with the SA's AEAD swapped for a no-op (a bench-only object, never in production
+ *      code); the ESP stage alone without the cipher; the AEAD batch call alone over the
+ *      same 64 packets in the same slab; the empty N-API batch call; the rest
+ *   6. allocation check: --gc-packets packets (1400 octets, batch 64) through each pipeline
+ *      in a plain loop, counting V8 garbage collections and heap growth
+ *   7. a table on stdout, or one JSON object with --json
+ * Times are medians of tinybench samples (robust on a busy machine); ±% is tinybench's rme.
+ */
+import { cpus, loadavg } from 'node:os';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { Bench } from 'tinybench';
+import { PacketPool } from '../src/buf/pool.js';
+import type { PacketBuf } from '../src/buf/packet-buf.js';
+import { Actions } from '../src/core/actions.js';
+import { DecapInput, DecapPipeline } from '../src/core/decap.js';
+import { EncapPipeline } from '../src/core/encap.js';
+import { espOpenBatch, espSealBatch } from '../src/core/esp.js';
+import { FDB_REMOTE } from '../src/core/fdb.js';
+import { DomainTable, LabelTable } from '../src/core/labels.js';
+import { Policy } from '../src/core/policy.js';
+import { InboundSa, OutboundSa } from '../src/core/sa.js';
+import { Tables } from '../src/core/tables.js';
+import {
+  AEAD_ALGORITHMS,
+  AeadBatch,
+  aeadKeymatBytes,
+  backendUnavailableReason,
+  type Aead,
+  type AeadAlgorithm,
+  type AeadBackendName,
+} from '../src/crypto/index.js';
+import { AEAD_BATCH_AAD_STRIDE } from '../src/crypto/aead.js';
+
+const FRAME_SIZES_BYTES = [64, 512, 1400] as const;
+const BREAKDOWN_FRAME_BYTES = 1400;
+const BATCH_PACKETS = 64;
+const T0_MS = 1_700_000_000_000;
+const POOL_PACKETS = 512;
+const MAC_A = [0x02, 0, 0, 0, 0x0a, 0x01];
+const MAC_B = [0x02, 0, 0, 0, 0x0b, 0x01];
+const SPI_A_TO_B = 0x1001;
+const SPI_B_TO_A = 0x2001;
+const ESP_PREFIX_BYTES = 16; // SPI, seq, IV
+const ICV_BYTES = 16;
+
+type Direction = 'encap' | 'decap';
+/** 'noop' is the bench-only AEAD that does nothing (breakdown only). */
+type CryptoKind = AeadBackendName | 'noop';
+
+interface Row {
+  direction: Direction;
+  algorithm: AeadAlgorithm;
+  backend: AeadBackendName;
+  batch: number;
+  frameBytes: number;
+  packetsPerSec: number;
+  gbitPerSec: number;
+  usPerPacket: number;
+  rmePercent: number;
+}
+
+interface Breakdown {
+  direction: Direction;
+  algorithm: AeadAlgorithm;
+  frameBytes: number;
+  /** The whole pipeline run + release, native crypto. */
+  pipelineUs: number;
+  /** The same with a no-op AEAD: everything but the cipher. */
+  pipelineNoCryptoUs: number;
+  /** espSealBatch/espOpenBatch alone with a no-op AEAD (part of pipelineNoCryptoUs). */
+  espStageNoCipherUs: number;
+  /** sealBatch/openBatch alone over the same 64 packets (native). */
+  aeadBatchUs: number;
+  /** An empty sealBatch call (N-API crossing, argument checks), per packet of a 64-batch. */
+  napiCallUs: number;
+  /** pipelineUs − pipelineNoCryptoUs − aeadBatchUs: what the two parts cost only together (cache, call). */
+  restUs: number;
+}
+
+interface GcCheck {
+  direction: Direction;
+  algorithm: AeadAlgorithm;
+  frameBytes: number;
+  packets: number;
+  gcCount: number;
+  gcMs: number;
+  heapGrowthBytes: number;
+  usPerPacket: number;
+}
+
+interface Args {
+  json: boolean;
+  algorithms: AeadAlgorithm[];
+  timeMs: number;
+  gcPackets: number;
+  contrast: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { json: false, algorithms: ['aes-gcm-256', 'chacha20-poly1305'], timeMs: 300, gcPackets: 1_000_000, contrast: true };
+  for (const a of argv) {
+    const [k, v] = a.split('=', 2) as [string, string | undefined];
+    if (k === '--json') args.json = true;
+    else if (k === '--no-contrast') args.contrast = false;
+    else if (k === '--alg' && v) {
+      args.algorithms = v === 'all' ? [...AEAD_ALGORITHMS] : (v.split(',') as AeadAlgorithm[]);
+      for (const alg of args.algorithms) if (!AEAD_ALGORITHMS.includes(alg)) throw new Error(`--alg: unknown algorithm ${alg}`);
+    } else if (k === '--time-ms' && v) args.timeMs = Number(v);
+    else if (k === '--gc-packets' && v) args.gcPackets = Number(v);
+    else throw new Error(`unknown argument ${a}; see the comment at the top of bench/pipeline.bench.ts`);
+  }
+  if (!(args.timeMs > 0)) throw new Error('--time-ms must be a positive number');
+  if (!(args.gcPackets >= 0)) throw new Error('--gc-packets must be a number ≥ 0');
+  return args;
+}
+
+/** Bench-only AEAD that leaves the bytes alone and calls everything authentic. */
+class NoopAead implements Aead {
+  readonly backend = 'native' as const;
+  constructor(readonly algorithm: AeadAlgorithm) {}
+  seal(): void {}
+  open(): boolean {
+    return true;
+  }
+  sealBatch(): void {}
+  openBatch(batch: AeadBatch): number {
+    batch.ok.fill(1, 0, batch.count);
+    return batch.count;
+  }
+  destroy(): void {}
+}
+
+/** Replaces an SA's AEAD with the no-op one (the field is readonly in TypeScript only). */
+function withNoopAead<T extends OutboundSa | InboundSa>(sa: T): T {
+  sa.aead.destroy();
+  (sa as unknown as { aead: Aead }).aead = new NoopAead(sa.algorithm);
+  return sa;
+}
+
+function keymat(alg: AeadAlgorithm, seed: number): Uint8Array {
+  const k = new Uint8Array(aeadKeymatBytes(alg));
+  for (let i = 0; i < k.length; i++) k[i] = (seed * 31 + i * 7) & 0xff;
+  return k;
+}
+
+interface Host {
+  tables: Tables;
+  pool: PacketPool;
+  encap: EncapPipeline;
+  decap: DecapPipeline;
+  domainId: number;
+  outSa: OutboundSa;
+  inSa: InboundSa;
+}
+
+/** One host: label `bench` (VLAN 100), one domain owning `mac`, peer 0 (the other host), an SA pair. */
+function host(side: 'a' | 'b', alg: AeadAlgorithm, crypto: CryptoKind): Host {
+  const labels = new LabelTable([{ name: 'bench', vlan: 100 }]);
+  const macText = (side === 'a' ? MAC_A : MAC_B).map((x) => x.toString(16).padStart(2, '0')).join(':');
+  const domains = new DomainTable([{ name: `guest-${side}`, label: 'bench', macs: [macText] }], labels);
+  const tables = new Tables({ labels, domains, policy: new Policy(labels, []), peers: [{ id: 0, name: 'peer', labelIds: [0] }] });
+  const backend = crypto === 'noop' ? 'node' : crypto;
+  const outSpi = side === 'a' ? SPI_A_TO_B : SPI_B_TO_A;
+  const inSpi = side === 'a' ? SPI_B_TO_A : SPI_A_TO_B;
+  let outSa = new OutboundSa({ spi: outSpi, algorithm: alg, keymat: keymat(alg, outSpi), backend, labels: ['bench'], nowMs: T0_MS });
+  let inSa = new InboundSa({ spi: inSpi, algorithm: alg, keymat: keymat(alg, inSpi), backend, labels: ['bench'], nowMs: T0_MS });
+  if (crypto === 'noop') {
+    outSa = withNoopAead(outSa);
+    inSa = withNoopAead(inSa);
+  }
+  tables.setOutbound(0, 0, outSa);
+  tables.setInbound(inSa, 0);
+  const pool = new PacketPool({ packets: POOL_PACKETS });
+  return {
+    tables,
+    pool,
+    encap: new EncapPipeline(tables, pool),
+    decap: new DecapPipeline(tables),
+    domainId: domains.idOf(`guest-${side}`),
+    outSa,
+    inSa,
+  };
+}
+
+/** An untagged IPv4 guest frame of frameBytes octets, B's guest ← A's guest. */
+function guestFrame(frameBytes: number): Uint8Array {
+  const f = new Uint8Array(frameBytes);
+  f.set(MAC_B, 0);
+  f.set(MAC_A, 6);
+  f[12] = 0x08;
+  f[13] = 0x00;
+  for (let i = 14; i < frameBytes; i++) f[i] = (i * 13 + 5) & 0xff;
+  return f;
+}
+
+/** Hosts A and B with A's table knowing B's guest behind the peer (learned, as from B's traffic). */
+function world(alg: AeadAlgorithm, crypto: CryptoKind): { a: Host; b: Host } {
+  const a = host('a', alg, crypto);
+  const b = host('b', alg, crypto);
+  a.tables.fdb.learn(0, Uint8Array.from(MAC_B), 0, FDB_REMOTE, 0, T0_MS);
+  return { a, b };
+}
+
+function releaseAll(pool: PacketPool, out: Actions): void {
+  for (let k = 0; k < out.releaseCount; k++) pool.put(out.release[k]!);
+}
+
+/** The ESP packets A's encap makes of `count` frames (sequence numbers continue A's SA). */
+function sealedPackets(a: Host, frameBytes: number, count: number): Uint8Array[] {
+  const f = guestFrame(frameBytes);
+  const bufs: PacketBuf[] = [];
+  for (let i = 0; i < count; i++) {
+    const b = a.pool.get()!;
+    b.load(f);
+    bufs.push(b);
+  }
+  const out = new Actions();
+  a.encap.run(bufs, new Int32Array(count).fill(a.domainId), count, T0_MS, out);
+  if (out.sendCount !== count) throw new Error(`setup: encap sent ${out.sendCount} of ${count}`);
+  const packets = Array.from({ length: count }, (_, k) => out.sendBufs[k]!.view().slice());
+  releaseAll(a.pool, out);
+  return packets;
+}
+
+/** A timed pipeline task: `load` fills the buffers (untimed), `run` is timed. */
+interface PipelineTask {
+  load(): void;
+  run(): void;
+}
+
+function encapTask(alg: AeadAlgorithm, crypto: CryptoKind, frameBytes: number, batch: number): PipelineTask {
+  const { a } = world(alg, crypto);
+  const f = guestFrame(frameBytes);
+  const bufs: PacketBuf[] = new Array<PacketBuf>(batch);
+  const ids = new Int32Array(batch).fill(a.domainId);
+  const out = new Actions();
+  const pool = a.pool;
+  return {
+    load(): void {
+      for (let i = 0; i < batch; i++) {
+        const b = pool.get()!;
+        b.load(f);
+        bufs[i] = b;
+      }
+    },
+    run(): void {
+      a.encap.run(bufs, ids, batch, T0_MS, out);
+      if (out.sendCount !== batch) throw new Error(`encap sent ${out.sendCount} of ${batch}`);
+      releaseAll(pool, out);
+    },
+  };
+}
+
+function decapTask(alg: AeadAlgorithm, crypto: CryptoKind, frameBytes: number, batch: number): PipelineTask {
+  const { a, b } = world(alg, crypto);
+  const packets = sealedPackets(a, frameBytes, batch);
+  const bufs: PacketBuf[] = new Array<PacketBuf>(batch);
+  const kinds = new Uint8Array(batch).fill(DecapInput.udpPayload);
+  const out = new Actions();
+  const pool = b.pool;
+  const replay = b.inSa.replay;
+  return {
+    load(): void {
+      for (let i = 0; i < batch; i++) {
+        const buf = pool.get()!;
+        buf.load(packets[i]!);
+        bufs[i] = buf;
+      }
+      replay.reset();
+    },
+    run(): void {
+      b.decap.run(bufs, kinds, batch, T0_MS, out);
+      if (out.deliverCount !== batch) throw new Error(`decap delivered ${out.deliverCount} of ${batch}`);
+      releaseAll(pool, out);
+    },
+  };
+}
+
+/** The ESP stage alone (espSealBatch / espOpenBatch) with a no-op AEAD, over one batch. */
+function espStageTask(direction: Direction, alg: AeadAlgorithm, frameBytes: number): PipelineTask {
+  const { a, b } = world(alg, 'noop');
+  const packets = sealedPackets(a, frameBytes, BATCH_PACKETS);
+  const bufs: PacketBuf[] = new Array<PacketBuf>(BATCH_PACKETS);
+  const batch = new AeadBatch(BATCH_PACKETS);
+  const results = new Uint8Array(BATCH_PACKETS);
+  const pool = direction === 'encap' ? a.pool : b.pool;
+  // For seal: the plaintext GRE packet inside each ESP packet (no-op "cipher": still in clear).
+  const payloads = packets.map((p) => {
+    const padBytes = p[p.length - ICV_BYTES - 2]!;
+    return p.subarray(ESP_PREFIX_BYTES, p.length - ICV_BYTES - 2 - padBytes);
+  });
+  return {
+    load(): void {
+      for (let i = 0; i < BATCH_PACKETS; i++) {
+        const buf = pool.get()!;
+        buf.load(direction === 'encap' ? payloads[i]! : packets[i]!);
+        bufs[i] = buf;
+      }
+      b.inSa.replay.reset();
+    },
+    run(): void {
+      const n =
+        direction === 'encap'
+          ? espSealBatch(a.outSa, bufs, BATCH_PACKETS, batch, results, T0_MS)
+          : espOpenBatch(b.inSa, bufs, BATCH_PACKETS, batch, results, T0_MS);
+      if (n !== BATCH_PACKETS) throw new Error(`esp stage: ${n} of ${BATCH_PACKETS}`);
+      for (let i = 0; i < BATCH_PACKETS; i++) pool.put(bufs[i]!);
+    },
+  };
+}
+
+/** The AEAD batch call alone over 64 packets laid out in a pool slab as the pipeline lays them out. */
+function aeadTask(direction: Direction, alg: AeadAlgorithm, frameBytes: number, empty = false): PipelineTask {
+  const { a, b } = world(alg, 'native');
+  const packets = sealedPackets(a, frameBytes, BATCH_PACKETS);
+  const aead = direction === 'encap' ? a.outSa.aead : b.inSa.aead;
+  const pool = b.pool;
+  const batch = new AeadBatch(BATCH_PACKETS);
+  batch.reset(pool.slab);
+  const bufs: PacketBuf[] = [];
+  for (let i = 0; i < BATCH_PACKETS; i++) {
+    const buf = pool.get()!;
+    buf.load(packets[i]!);
+    bufs.push(buf);
+    const p = packets[i]!;
+    const at = buf.slabOffset + buf.start;
+    const e = batch.push(at + 8, at + ESP_PREFIX_BYTES, p.length - ESP_PREFIX_BYTES - ICV_BYTES, 12);
+    // ESN AAD: SPI ‖ seq_hi (0) ‖ seq_lo.
+    const aad = batch.aad;
+    aad.set(p.subarray(0, 4), e * AEAD_BATCH_AAD_STRIDE);
+    aad.set(p.subarray(4, 8), e * AEAD_BATCH_AAD_STRIDE + 8);
+  }
+  if (empty) batch.count = 0;
+  return {
+    load(): void {
+      if (direction === 'decap') for (let i = 0; i < BATCH_PACKETS; i++) bufs[i]!.load(packets[i]!);
+    },
+    run(): void {
+      if (direction === 'encap') aead.sealBatch(batch);
+      else if (aead.openBatch(batch) !== batch.count) throw new Error('openBatch: not authentic');
+    },
+  };
+}
+
+/** Median time in µs of one task iteration. */
+function medianUs(bench: Bench, i: number, what: string): { us: number; rme: number } {
+  const r = bench.tasks[i]!.result;
+  if (!('latency' in r)) throw new Error(`${what}: ${r.state}`);
+  return { us: r.latency.p50 * 1000, rme: r.latency.rme };
+}
+
+async function runTasks(tasks: { name: string; task: PipelineTask }[], timeMs: number): Promise<{ us: number; rme: number }[]> {
+  const bench = new Bench({ time: timeMs, warmupTime: Math.min(150, timeMs), throws: true });
+  for (const { name, task } of tasks) bench.add(name, () => task.run(), { beforeEach: () => task.load() });
+  bench.runSync();
+  return tasks.map((t, i) => medianUs(bench, i, t.name));
+}
+
+async function measureRows(args: Args): Promise<Row[]> {
+  const rows: Row[] = [];
+  const variants: { backend: AeadBackendName; batch: number }[] = [{ backend: 'native', batch: BATCH_PACKETS }];
+  if (args.contrast) variants.push({ backend: 'native', batch: 1 }, { backend: 'node', batch: BATCH_PACKETS });
+  for (const algorithm of args.algorithms) {
+    for (const direction of ['encap', 'decap'] as const) {
+      for (const v of variants) {
+        const tasks = FRAME_SIZES_BYTES.map((frameBytes) => ({
+          name: `${direction} ${algorithm} ${v.backend} batch${v.batch} ${frameBytes}`,
+          task: (direction === 'encap' ? encapTask : decapTask)(algorithm, v.backend, frameBytes, v.batch),
+        }));
+        const res = await runTasks(tasks, args.timeMs);
+        FRAME_SIZES_BYTES.forEach((frameBytes, i) => {
+          const usPerPacket = res[i]!.us / v.batch;
+          const packetsPerSec = 1e6 / usPerPacket;
+          rows.push({
+            direction,
+            algorithm,
+            backend: v.backend,
+            batch: v.batch,
+            frameBytes,
+            packetsPerSec,
+            gbitPerSec: (packetsPerSec * frameBytes * 8) / 1e9,
+            usPerPacket,
+            rmePercent: res[i]!.rme,
+          });
+        });
+      }
+    }
+  }
+  return rows;
+}
+
+async function measureBreakdown(args: Args): Promise<Breakdown[]> {
+  const out: Breakdown[] = [];
+  const n = BATCH_PACKETS;
+  const fb = BREAKDOWN_FRAME_BYTES;
+  for (const algorithm of args.algorithms) {
+    for (const direction of ['encap', 'decap'] as const) {
+      const make = direction === 'encap' ? encapTask : decapTask;
+      const res = await runTasks(
+        [
+          { name: 'pipeline', task: make(algorithm, 'native', fb, n) },
+          { name: 'pipeline no-op aead', task: make(algorithm, 'noop', fb, n) },
+          { name: 'esp stage no-op aead', task: espStageTask(direction, algorithm, fb) },
+          { name: 'aead batch', task: aeadTask(direction, algorithm, fb) },
+          { name: 'empty aead batch', task: aeadTask(direction, algorithm, fb, true) },
+        ],
+        args.timeMs,
+      );
+      const [full, noCrypto, esp, aead, empty] = res.map((r) => r.us / n) as [number, number, number, number, number];
+      out.push({
+        direction,
+        algorithm,
+        frameBytes: fb,
+        pipelineUs: full,
+        pipelineNoCryptoUs: noCrypto,
+        espStageNoCipherUs: esp,
+        aeadBatchUs: aead,
+        napiCallUs: empty,
+        restUs: full - noCrypto - aead,
+      });
+    }
+  }
+  return out;
+}
+
+/** A full GC, so that the allocation check starts with an empty young generation. */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
+/** Runs `packets` packets through each pipeline in a plain loop and counts garbage collections. */
+async function gcCheck(args: Args): Promise<GcCheck[]> {
+  const out: GcCheck[] = [];
+  if (args.gcPackets === 0) return out;
+  const algorithm = args.algorithms[0]!;
+  for (const direction of ['encap', 'decap'] as const) {
+    const task = (direction === 'encap' ? encapTask : decapTask)(algorithm, 'native', BREAKDOWN_FRAME_BYTES, BATCH_PACKETS);
+    const rounds = Math.ceil(args.gcPackets / BATCH_PACKETS);
+    for (let i = 0; i < 2000; i++) {
+      task.load();
+      task.run();
+    }
+    let gcCount = 0;
+    let gcMs = 0;
+    const obs = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        gcCount++;
+        gcMs += e.duration;
+      }
+    });
+    collectGarbage();
+    await new Promise((r) => setTimeout(r, 10));
+    collectGarbage();
+    obs.observe({ entryTypes: ['gc'] });
+    const heapBefore = process.memoryUsage().heapUsed;
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < rounds; i++) {
+      task.load();
+      task.run();
+    }
+    const t1 = process.hrtime.bigint();
+    const heapAfter = process.memoryUsage().heapUsed;
+    await new Promise((r) => setTimeout(r, 50)); // let the observer see the last entries
+    obs.disconnect();
+    out.push({
+      direction,
+      algorithm,
+      frameBytes: BREAKDOWN_FRAME_BYTES,
+      packets: rounds * BATCH_PACKETS,
+      gcCount,
+      gcMs,
+      heapGrowthBytes: heapAfter - heapBefore,
+      usPerPacket: Number(t1 - t0) / 1000 / (rounds * BATCH_PACKETS),
+    });
+  }
+  return out;
+}
+
+function fmt(n: number, digits = 0): string {
+  return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+function printTable(head: string[], body: string[][], leftCols: number): void {
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i < leftCols ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  console.log(line(head));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const b of body) console.log(line(b));
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const why = backendUnavailableReason('native');
+  if (why !== null) throw new Error(`the native crypto backend is needed: ${why} (build it with npm run build:native)`);
+  const load1 = loadavg()[0]!;
+  const rows = await measureRows(args);
+  const breakdown = await measureBreakdown(args);
+  const gc = await gcCheck(args);
+  const env = {
+    node: process.version,
+    openssl: process.versions.openssl,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cpus: cpus().length,
+    loadAvgBefore: load1,
+    loadAvgAfter: loadavg()[0]!,
+    taskTimeMs: args.timeMs,
+    note: 'Gbit/s = guest frame octets × 8; times are medians; pipeline = run() + release to the pool, buffers loaded untimed',
+  };
+  if (args.json) {
+    console.log(JSON.stringify({ env, rows, breakdown, gc }));
+    return;
+  }
+  console.log(`sectunnel pipeline bench — Node ${env.node}, OpenSSL ${env.openssl}, ${env.cpu} ×${env.cpus}, load ${fmt(load1, 1)}→${fmt(env.loadAvgAfter, 1)}`);
+  console.log(`${env.note}\n`);
+  printTable(
+    ['direction', 'algorithm', 'backend', 'batch', 'frame B', 'packets/s', 'Gbit/s', 'µs/packet', '±%'],
+    rows.map((r) => [
+      r.direction,
+      r.algorithm,
+      r.backend,
+      String(r.batch),
+      String(r.frameBytes),
+      fmt(r.packetsPerSec),
+      fmt(r.gbitPerSec, 2),
+      fmt(r.usPerPacket, 3),
+      fmt(r.rmePercent, 1),
+    ]),
+    3,
+  );
+  console.log(`\nper-packet cost at ${BREAKDOWN_FRAME_BYTES} octets, batch ${BATCH_PACKETS}, native (µs/packet):`);
+  printTable(
+    ['direction', 'algorithm', 'pipeline', 'without crypto', '(of which ESP stage)', 'AEAD batch call', '(of which N-API call)', 'rest'],
+    breakdown.map((b) => [
+      b.direction,
+      b.algorithm,
+      fmt(b.pipelineUs, 3),
+      fmt(b.pipelineNoCryptoUs, 3),
+      fmt(b.espStageNoCipherUs, 3),
+      fmt(b.aeadBatchUs, 3),
+      fmt(b.napiCallUs, 3),
+      fmt(b.restUs, 3),
+    ]),
+    2,
+  );
+  if (gc.length > 0) {
+    console.log(`\nallocation check (${BREAKDOWN_FRAME_BYTES} octets, batch ${BATCH_PACKETS}, plain loop incl. buffer loads):`);
+    printTable(
+      ['direction', 'algorithm', 'packets', 'GCs', 'GC ms', 'heap growth B', 'µs/packet'],
+      gc.map((g) => [g.direction, g.algorithm, fmt(g.packets), String(g.gcCount), fmt(g.gcMs, 1), fmt(g.heapGrowthBytes), fmt(g.usPerPacket, 3)]),
+      2,
+    );
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(`pipeline.bench: ${(e as Error).message}`);
+  process.exitCode = 2;
+});
