@@ -170,7 +170,7 @@ function pingText(from: DemoGuest, to: DemoGuest, r: PingResult): string {
   return `${from.name} → ${to.name} ${r.received}/${r.transmitted} replies, ${r.lossPercent}% loss${rtt}`;
 }
 
-/** State of one demo run; `run()` is the whole command. */
+/** One demo run: its world, daemons, step records and teardown. */
 class DemoRun {
   readonly progress: Progress;
   readonly steps: DemoStep[] = [];
@@ -242,7 +242,7 @@ class DemoRun {
   }
 
   /** Steps 2–5. Throws StepAbort when the world or a daemon fails. */
-  async steps_(): Promise<void> {
+  async runSteps(): Promise<void> {
     const plan = this.plan;
     const [ha, hb] = plan.hosts;
 
@@ -607,7 +607,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   run.progress.line(`sectunnel demo: ${ha.name} and ${hb.name}, labels ${DEMO_LABELS.map((l) => `${l.name} (VLAN ${l.vlan})`).join(' and ')}, a guest of each on each host`);
   try {
     try {
-      await run.steps_();
+      await run.runSteps();
     } catch (e) {
       if (run.interrupted !== null) return await new Promise<number>(() => {}); // the signal handler exits
       const step = e instanceof StepAbort ? e.step : 'demo';
