@@ -295,7 +295,7 @@ describe('handshake failures fail closed with their code', () => {
       if (m.length >= 4 && m.length % 3 === 0) m.fill(0, 0, 4); // most random inputs get a marker
       return m;
     });
-    const seen = new Map<HandshakeFailure | 'ok', number>();
+    const seen = new Map<HandshakeFailure | 'ok' | 'cookie', number>();
     const w2 = world();
     // A pending initiation with the golden response's index but another ephemeral: the golden
     // response passes mac1 and fails in Noise; a failed read leaves the pending state intact.
