@@ -9,25 +9,22 @@
 import { existsSync } from 'node:fs';
 import type { PacketPool } from '../../buf/pool.js';
 import type { DaemonDomainConfig } from '../../control/config.js';
+import type { GuestPort } from '../../io/attach.js';
 import { TapDevice } from '../../io/tap.js';
 import { DaemonError } from './errors.js';
 
-/** The guest-port shape TapDevice and io/attach.ts's AttachPort share (what the daemon needs of either). */
-export type GuestPort = Pick<TapDevice, 'name' | 'pool' | 'onFrames' | 'onError' | 'writeBatch' | 'refill' | 'stats' | 'close'>;
+export type { GuestPort };
 
-interface AttachModule {
-  AttachPort: { open(o: { device: string; pool: PacketPool }): GuestPort };
-}
+type AttachModule = typeof import('../../io/attach.js');
 
-/** io/attach.ts, loaded on first use (it needs the cap package; a config without attach never loads it). */
+/** io/attach.ts, loaded on first use (it loads the cap package and libpcap; a config without attach never does). */
 let attachModule: AttachModule | null = null;
-const ATTACH_MODULE = '../../io/attach.js';
 
 /** Loads the attach module before a config with `attach` domains opens its ports. */
 export async function loadAttachSupport(): Promise<void> {
   if (attachModule !== null) return;
   try {
-    attachModule = (await import(ATTACH_MODULE)) as AttachModule;
+    attachModule = await import('../../io/attach.js');
   } catch (e) {
     throw new DaemonError('ST_DAEMON_PORT', `domains[].attach: attach mode cannot be loaded: ${(e as Error).message}`, e);
   }
