@@ -6,7 +6,8 @@
         "src/addon.c",
         "src/aead.c",
         "src/tap.c",
-        "src/udp.c"
+        "src/udp.c",
+        "src/packet.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "defines": ["NAPI_VERSION=8"]

@@ -22,6 +22,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (st_aead_init(env, exports) != napi_ok) return NULL;
   if (st_tap_init(env, exports) != napi_ok) return NULL;
   if (st_udp_init(env, exports) != napi_ok) return NULL;
+  if (st_packet_init(env, exports) != napi_ok) return NULL;
   return exports;
 }
 

@@ -14,5 +14,6 @@ napi_value st_throw_errno(napi_env env, const char *what, int err);
 napi_status st_aead_init(napi_env env, napi_value exports);
 napi_status st_tap_init(napi_env env, napi_value exports);
 napi_status st_udp_init(napi_env env, napi_value exports);
+napi_status st_packet_init(napi_env env, napi_value exports);
 
 #endif
