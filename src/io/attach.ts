@@ -1,59 +1,64 @@
 /**
  * Attach mode: a guest port on an existing interface that another program owns
- * (a libvirt vnetN TAP, a veth end), through libpcap with the `cap` package.
- * Same shape as TapDevice, so the daemon treats both as guest ports.
+ * (a libvirt vnetN TAP, a veth end), through an AF_PACKET socket of the native
+ * addon (native-fallback/src/packet.c). Same shape as TapDevice, so the daemon
+ * treats both as guest ports.
  *
- * Receive, one batch per turn of the event loop:
- *   1. libpcap captures with the filter `inbound` (pkttype != PACKET_OUTGOING;
- *      `inboundOnly`, the default): only frames arriving from the guest side;
- *      frames written to the device (by another port, the host's bridge or
- *      stack) are not captured. Without it those are captured too; in both
- *      cases a packet socket never sees the frames it sent itself, so our own
- *      injections never come back,
- *   2. cap copies each frame into one capture Buffer and emits it; we copy it
- *      into a pool slot at `rxOffset` (two copies after the kernel's: libpcap's
- *      ring -> cap's Buffer -> the slot; unavoidable with cap's API). No free
- *      slot: dropped, counted in `poolExhausted`; larger than the slot: `rxTruncated`,
- *   3. the batch is delivered when full or on the next setImmediate.
- * Send: writeBatch copies each frame into one transmit Buffer and injects it
- * (pcap_sendpacket = one send() per frame on the packet socket: the frame goes
- * out of the device, i.e. to the guest). A full queue or a down link is a
+ * Receive, one batch per readable event:
+ *   1. the addon reads frames (recvmmsg) straight into the ring's pool slots at
+ *      `rxOffset`: the kernel's copy is the only one. With `inboundOnly` (the
+ *      default) only frames arriving from the guest side are read
+ *      (PACKET_IGNORE_OUTGOING): frames written to the device by the host's
+ *      bridge or stack or by another port are not. A packet socket never reads
+ *      the frames it sent itself, so our own injections never come back,
+ *   2. a VLAN tag the kernel moved out of the frame (Linux untags every received
+ *      802.1Q/802.1ad frame before packet sockets see it) is put back from the
+ *      socket's auxdata, TPID included: a slot holds the frame exactly as the
+ *      guest sent it, so the core still sees (and drops, `guest_vlan_tag`) a
+ *      guest's own tag,
+ *   3. one JS call: each frame becomes a PacketBuf [rxOffset, rxOffset+len) owned
+ *      by the consumer; a frame larger than its slot is counted (`rxTruncated`)
+ *      and its slot reused,
+ *   4. the ring is refilled from the pool; when the pool is empty reading stops
+ *      (`poolExhausted` counts the stalls) and frames wait in the socket's receive
+ *      buffer (`captureBufferBytes`); what does not fit there is dropped by the
+ *      kernel and counted (`rxKernelDrops`). Nothing is allocated per frame.
+ * Send: writeBatch() = one addon call per batch (sendmmsg out of the device, i.e.
+ * to the guest; one kernel copy per frame). A full queue or a down link is a
  * counted drop (`txDropped`), other failures `txErrors`; never an exception.
  *
- * Limits of cap 0.2.1 the daemon must know:
- *   - the device going down or away while attached (`ip link set down`, a VM
- *     stopping deletes its vnetN) makes libuv report POLLERR, and cap's poll
- *     callback asserts on it: the whole process aborts (test/io/attach.test.ts
- *     pins this). Only closing the port before can prevent it, which for a
- *     libvirt vnetN is rarely possible (qemu closes the TAP before any hook),
+ * Link loss: the device going down, being deleted (a VM stopping deletes its
+ * vnetN) or moving to another network namespace ends the port: onError gets the
+ * errno once (ENETDOWN), the socket is closed, the ring's buffers go back to the
+ * pool, later writes count as `txDropped`. The process carries on; reopen the
+ * port (AttachPort.open) when the device is back. Opening a device that is down
+ * fails (AttachError).
  *
- *   - promiscuous mode is always on; pcap_lookupnet prints a warning on stderr
- *     for a device without an IPv4 address; immediate mode needs `libpcap.so`
- *     (libpcap-dev), else frames wait up to 1 s in libpcap's buffer,
- *   - with `inbound`, the first frame after open is lost: libpcap filters the
- *     frames already in its ring when a filter is set (at least one) in
- *     userland, where the kernel's pkttype is unknown, so `inbound` rejects it
- *     (pcap-linux.c, pcap_setfilter_linux). Without immediate mode (TPACKET_V3)
- *     that is a whole first block of frames,
- *   - kernel capture drops (ring full) are not reported: cap has no pcap_stats.
- *     With offloads on the device (veth and TAP have them by default) libpcap
- *     sizes each ring slot for 64 KiB, so the default 4 MiB ring holds about 60
- *     frames: a longer burst loses frames. Turn offloads off on the device
- *     (`ethtool -K DEV gro off gso off tso off`; slots then fit the MTU) or
- *     raise `captureBufferBytes`,
- *   - cap handles are never freed (see `retainedHandles`): a small object per open,
- *   - frames are captured as the device carries them: with segmentation or
- *     checksum offload on the guest side they can be GSO super-frames (counted
- *     `rxTruncated` if larger than a slot) or carry partial checksums.
+ * Frames are read as the device carries them: when the guest side uses
+ * segmentation or checksum offload (virtio-net with host TSO/csum, veth's
+ * defaults) a frame can be a GSO super-frame (counted `rxTruncated` if larger
+ * than a slot) or carry a partial checksum. Turn the offloads off on the guest's
+ * side (libvirt `<driver><host csum='off' tso4='off' tso6='off'/></driver>`,
+ * `ethtool -K DEV tso off gso off tx off` on the far end of a veth).
  *
- * Needs CAP_NET_RAW (and CAP_NET_ADMIN for promiscuous mode).
+ * Needs CAP_NET_RAW (and CAP_NET_ADMIN for promiscuous mode) and the addon.
  */
-import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
 import { HEADROOM_BYTES, TAILROOM_BYTES } from '../buf/constants.js';
 import type { PacketBuf } from '../buf/packet-buf.js';
 import { PacketPool } from '../buf/pool.js';
-import { errnoFromMessage, isDropErrno } from './raw-esp.js';
-import { IoError, batchOption, emptyIoStats, type IoStats, type TapDevice } from './tap.js';
+import {
+  IoError,
+  RxRing,
+  batchOption,
+  describeBatch,
+  nativeIoStats,
+  requireIoAddon,
+  type IoAddon,
+  type IoStats,
+  type NativeHandle,
+  type TapDevice,
+} from './tap.js';
 
 /** The guest-port shape TapDevice and AttachPort share (what the daemon needs of either). */
 export type GuestPort = Pick<TapDevice, 'name' | 'pool' | 'onFrames' | 'onError' | 'writeBatch' | 'refill' | 'stats' | 'close'>;
@@ -62,94 +67,85 @@ export type GuestPort = Pick<TapDevice, 'name' | 'pool' | 'onFrames' | 'onError'
 export interface AttachOptions {
   /** The interface to attach to, in this process's network namespace (1–15 octets). */
   device: string;
-  /** Pool for captured frames and the slab that writes come from (default: a new pool). */
+  /** Pool for received frames and the slab that writes come from (default: a new pool). */
   pool?: PacketPool;
-  /** Frames per delivered batch at most (default 64). */
+  /** Frames per delivered batch at most, also the pool slots the receive ring holds (default 64). */
   batchFrames?: number;
-  /** Where a captured frame starts in its slot (default HEADROOM_BYTES). */
+  /** Where a received frame starts in its slot (default HEADROOM_BYTES). */
   rxOffset?: number;
-  /** libpcap's kernel ring (pcap_set_buffer_size; default 4 MiB). */
+  /** The socket's receive buffer (SO_RCVBUFFORCE; the kernel doubles it for overhead; default 4 MiB). */
   captureBufferBytes?: number;
-  /** Capture only frames arriving on the device (BPF `inbound`; default true). See the file comment. */
+  /** Read only frames arriving on the device, not those it sends (default true). See the file comment. */
   inboundOnly?: boolean;
+  /** Put the device in promiscuous mode while attached (default true; needed on a NIC to see frames to guest MACs). */
+  promiscuous?: boolean;
 }
 
-/** A control-path failure of libpcap (opening the device, compiling the filter), with a stable code. */
+/** Counters of an attach port: IoStats and the frames the kernel dropped because the receive buffer was full. */
+export type AttachStats = IoStats & { rxKernelDrops: number };
+
+/** A control-path failure of attaching (no such device, not Ethernet, down, no permission), with a stable code. */
 export class AttachError extends Error {
-  readonly code = 'ST_IO_PCAP';
+  readonly code = 'ST_IO_ATTACH';
   constructor(message: string) {
     super(message);
     this.name = 'AttachError';
   }
 }
 
-// ---------------------------------------------------------------------------------
-// cap, as far as we use it (it ships no types)
-
-interface PcapHandle {
-  open(device: string, filter: string, bufSize: number, buffer: Buffer): string;
-  send(buffer: Buffer, length: number): void;
-  close(): boolean;
-  on(event: 'packet', cb: (nbytes: number, truncated: boolean) => void): void;
-  removeAllListeners(event: string): void;
+/** The addon functions of packet.c (see the comments there). */
+interface PacketAddon extends IoAddon {
+  packetOpen(ifname: string, flags: number, rcvbufBytes: number): { handle: NativeHandle; name: string; ifindex: number; ignoreOutgoing: boolean };
+  packetSend(h: NativeHandle, slab: Uint8Array, desc: Int32Array, count: number): number;
+  packetTakeError(h: NativeHandle): number;
+  packetKernelDrops(h: NativeHandle): number;
 }
 
-interface CapModule {
-  Cap: new () => PcapHandle;
-}
+/** packetOpen flags (packet.c PKT_OPEN_*). */
+const OPEN_INBOUND_ONLY = 1;
+const OPEN_PROMISC = 2;
+/** Meta row of a received frame (packet.c): [0] length, [1] flags, [2] sll_pkttype, [3] length on the link. */
+const META_STRIDE = 4;
+/** Meta flags of frames that are not delivered (packet.c PKT_F_TRUNCATED | PKT_F_OUTGOING). */
+const META_SKIP = 1 | 2;
 
-let capModule: CapModule | null = null;
-
-/**
- * Every cap handle ever created, never released to the garbage collector: cap 0.2.1
- * aborts the process when a handle whose open failed is closed or collected
- * (uv_poll_stop on a poll handle it never initialised; Unref without Ref), and a
- * closed handle's uv_poll_t is freed without uv_close (a dangling loop handle).
- * The price is one small object per attach ever made.
- */
-const retainedHandles: PcapHandle[] = [];
-
-/** Loads cap once; throws IoError(ST_IO_NO_NATIVE) naming why it is missing. */
-function loadCap(): CapModule {
-  if (capModule) return capModule;
-  try {
-    capModule = createRequire(import.meta.url)('cap') as CapModule;
-  } catch (e) {
-    throw new IoError('ST_IO_NO_NATIVE', `AttachPort needs the cap package (npm ci builds it; libpcap-dev): ${(e as Error).message}`);
+/** The addon with packet sockets; throws IoError(ST_IO_NO_NATIVE) saying why it is missing. */
+function requirePacketAddon(): PacketAddon {
+  const a = requireIoAddon('AttachPort.open') as Partial<PacketAddon> & IoAddon;
+  if (typeof a.packetOpen !== 'function') {
+    throw new IoError('ST_IO_NO_NATIVE', 'AttachPort.open needs the native addon with packet sockets (native-fallback/src/packet.c): rebuild it (npm run build:native)');
   }
-  return capModule;
+  return a as PacketAddon;
 }
 
 /** Linux interface names: at most 15 octets (IFNAMSIZ - 1), no '/', ':' or white space. */
 const IFNAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,14}$/;
 
-/** A guest port over libpcap on an existing interface: captures inbound frames, injects frames out of it. */
+/** A guest port on an existing interface: reads the frames the guest sends, injects frames out of it to the guest. */
 export class AttachPort implements GuestPort {
   private closed = false;
-  private readonly counters = emptyIoStats();
-  private readonly slabView: Buffer;
-  private readonly txBuffer: Buffer;
-  private readonly out: PacketBuf[];
-  private pending = 0;
-  private scheduled = false;
+  /** errno that ended the port (link down or gone), 0 while it runs. */
+  private failure = 0;
+  private released = false;
+  private readonly rx: RxRing;
+  private desc = new Int32Array(2 * 64);
+  private readonly counts = { foreign: 0, droppedAfterFailure: 0, kernelDrops: 0 };
   private frames: ((bufs: PacketBuf[], count: number) => void) | null = null;
+  private errors: ((errno: number) => void) | null = null;
 
   private constructor(
-    private readonly cap: PcapHandle,
-    /** Frames land here (cap copies into it); as long as a slot's room for a frame. */
-    private readonly captureBuffer: Buffer,
+    private readonly addon: PacketAddon,
+    private readonly handle: NativeHandle,
     /** The attached interface. */
     readonly name: string,
     readonly pool: PacketPool,
-    private readonly batchFrames: number,
-    private readonly rxOffset: number,
+    batchFrames: number,
+    rxOffset: number,
   ) {
-    this.slabView = Buffer.from(pool.slab.buffer, pool.slab.byteOffset, pool.slab.byteLength);
-    this.txBuffer = Buffer.alloc(pool.slotBytes);
-    this.out = new Array<PacketBuf>(batchFrames);
+    this.rx = new RxRing(pool, batchFrames, META_STRIDE, rxOffset, pool.slotBytes - rxOffset - TAILROOM_BYTES);
   }
 
-  /** Attaches to `opts.device`; throws IoError (options, package missing) or AttachError (libpcap refused). */
+  /** Attaches to `opts.device`; throws IoError (options, addon missing) or AttachError (the kernel refused). */
   static open(opts: AttachOptions): AttachPort {
     const device = opts.device;
     if (typeof device !== 'string' || !IFNAME_PATTERN.test(device)) {
@@ -162,130 +158,123 @@ export class AttachPort implements GuestPort {
     if (!Number.isInteger(rxOffset) || rxOffset < 0 || capacityBytes < 64) {
       throw new IoError('ST_IO_OPTION', `attach rxOffset ${rxOffset}: leaves ${capacityBytes} octets of a ${pool.slotBytes}-octet slot (need ≥ 64)`);
     }
-    const ringBytes = opts.captureBufferBytes ?? 4 << 20;
-    if (!Number.isInteger(ringBytes) || ringBytes < 65536 || ringBytes > 2 ** 31 - 1) {
-      throw new IoError('ST_IO_OPTION', `attach captureBufferBytes: must be an integer in 65536..2^31-1, got ${ringBytes}`);
+    const rcvbufBytes = opts.captureBufferBytes ?? 4 << 20;
+    if (!Number.isInteger(rcvbufBytes) || rcvbufBytes < 65536 || rcvbufBytes > 2 ** 30) {
+      throw new IoError('ST_IO_OPTION', `attach captureBufferBytes: must be an integer in 65536..2^30, got ${rcvbufBytes}`);
     }
-    // No caller-supplied filter: a filter that fails to compile would leave an
-    // activated handle that cannot be closed safely (see retainedHandles).
-    const filter = opts.inboundOnly === false ? '' : 'inbound';
-
-    const { Cap } = loadCap();
-    const cap = new Cap();
-    retainedHandles.push(cap);
-    const captureBuffer = Buffer.alloc(capacityBytes);
-    let linkType: string;
+    const flags = (opts.inboundOnly === false ? 0 : OPEN_INBOUND_ONLY) | (opts.promiscuous === false ? 0 : OPEN_PROMISC);
+    const addon = requirePacketAddon();
+    let opened: ReturnType<PacketAddon['packetOpen']>;
     try {
-      linkType = cap.open(device, filter, ringBytes, captureBuffer);
+      opened = addon.packetOpen(device, flags, rcvbufBytes);
     } catch (e) {
-      // Not closed: see retainedHandles (libpcap has released its socket already).
-      throw new AttachError(`attach ${device} (filter '${filter}'): ${(e as Error).message}`);
+      throw new AttachError(`attach ${device}: ${(e as Error).message}`);
     }
-    if (linkType !== 'ETHERNET') {
-      cap.close();
-      throw new AttachError(`attach ${device}: link type ${linkType}, not Ethernet`);
-    }
-    return new AttachPort(cap, captureBuffer, device, pool, batchFrames, rxOffset);
+    return new AttachPort(addon, opened.handle, device, pool, batchFrames, rxOffset);
   }
 
   /**
-   * Starts capturing; `cb(bufs, count)` gets each batch once. bufs[0..count) are the
+   * Starts reading; `cb(bufs, count)` gets each batch once. bufs[0..count) are the
    * caller's from then on (put them back in the pool); the array itself is reused.
    */
   onFrames(cb: (bufs: PacketBuf[], count: number) => void): void {
     this.assertOpen();
     const first = this.frames === null;
     this.frames = cb;
-    if (first) this.cap.on('packet', this.onPacket);
+    if (!first || this.failure !== 0) return;
+    const ready = this.rx.rearm(this.resume);
+    this.addon.ioStart(this.handle, this.pool.slab, this.rx.ring, this.rx.meta, this.onBatch, ready);
   }
 
-  /** Kept for the TapDevice shape; never called: cap reports no read errors (see the file comment). */
-  onError(_cb: (errno: number) => void): void {}
+  /** Called once with the errno (ENETDOWN) when the link goes down or away; the port has stopped by then. */
+  onError(cb: (errno: number) => void): void {
+    this.errors = cb;
+  }
+
+  /** errno that ended the port (the link went down or away), 0 while it runs. */
+  get failedErrno(): number {
+    return this.failure;
+  }
 
   /** Injects bufs[0..count) (live octets of each), one frame each; returns how many the kernel took. */
   writeBatch(bufs: readonly PacketBuf[], count: number): number {
     if (this.closed) return 0;
-    const c = this.counters;
-    const slab = this.pool.slab;
-    const tx = this.txBuffer;
-    let sent = 0;
-    for (let i = 0; i < count; i++) {
-      const b = bufs[i]!;
-      const len = b.end - b.start;
-      if (b.bytes.buffer !== slab.buffer || len > tx.length) {
-        c.txErrors++;
-        continue;
-      }
-      const from = b.bytes.byteOffset - slab.byteOffset + b.start;
-      this.slabView.copy(tx, 0, from, from + len);
-      try {
-        this.cap.send(tx, len);
-      } catch (e) {
-        const errno = errnoFromMessage((e as Error).message);
-        c.lastErrno = errno;
-        if (isDropErrno(errno)) c.txDropped++;
-        else c.txErrors++;
-        continue;
-      }
-      c.txPackets++;
-      c.txBytes += len;
-      sent++;
+    if (this.failure !== 0) {
+      this.counts.droppedAfterFailure += count;
+      return 0;
     }
-    return sent;
+    if (this.desc.length < 2 * count) this.desc = new Int32Array(2 * count);
+    const m = describeBatch(this.pool, bufs, count, this.desc, 2, null, this.counts);
+    return m === 0 ? 0 : this.addon.packetSend(this.handle, this.pool.slab, this.desc, m);
   }
 
-  /** Nothing to re-arm: capture goes on and drops what finds no buffer (counted in poolExhausted). */
-  refill(): void {}
-
-  /** Counters; buffers from another pool's slab count as tx errors. */
-  stats(): IoStats {
-    return { ...this.counters };
+  /** Re-arms a reader stopped by pool exhaustion now (it also retries by itself every millisecond). */
+  refill(): void {
+    if (this.released || this.frames === null || this.rx.ready > 0) return;
+    if (this.rx.refill() > 0) this.resume(this.rx.ready);
   }
 
-  /** Stops capturing, closes the pcap handle (the process can then exit) and returns undelivered buffers. Idempotent. */
+  /** Counters; buffers from another pool's slab count as tx errors, writes after link loss as tx drops. */
+  stats(): AttachStats {
+    const s = nativeIoStats(this.addon, this.handle, this.rx.poolExhausted);
+    s.txErrors += this.counts.foreign;
+    s.txDropped += this.counts.droppedAfterFailure;
+    return { ...s, rxKernelDrops: this.kernelDrops() };
+  }
+
+  /** Stops reading, closes the socket (the device leaves promiscuous mode) and returns ring buffers to the pool. Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.cap.removeAllListeners('packet');
-    this.cap.close();
-    for (let i = 0; i < this.pending; i++) this.pool.put(this.out[i]!);
-    this.pending = 0;
+    this.release();
     this.frames = null;
   }
 
-  private readonly onPacket = (nbytes: number, truncated: boolean): void => {
-    if (this.closed) return;
-    const c = this.counters;
-    if (truncated) {
-      c.rxTruncated++;
-      return;
-    }
-    const b = this.pool.get();
-    if (b === null) {
-      c.poolExhausted++;
-      return;
-    }
-    this.captureBuffer.copy(this.slabView, b.bytes.byteOffset - this.pool.slab.byteOffset + this.rxOffset, 0, nbytes);
-    b.start = this.rxOffset;
-    b.end = this.rxOffset + nbytes;
-    this.out[this.pending++] = b;
-    c.rxPackets++;
-    c.rxBytes += nbytes;
-    if (this.pending === this.batchFrames) this.flush();
-    else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flush);
-    }
+  /** Closes the socket and returns the ring's buffers (on close or link loss). */
+  private release(): void {
+    if (this.released) return;
+    this.kernelDrops();
+    this.released = true;
+    this.addon.ioClose(this.handle);
+    this.rx.release();
+  }
+
+  private kernelDrops(): number {
+    if (!this.released) this.counts.kernelDrops = this.addon.packetKernelDrops(this.handle);
+    return this.counts.kernelDrops;
+  }
+
+  private readonly resume = (ready: number): void => {
+    if (!this.released) this.addon.ioResume(this.handle, ready);
   };
 
-  private readonly flush = (): void => {
-    this.scheduled = false;
-    const n = this.pending;
-    if (n === 0 || this.closed) return;
-    this.pending = 0;
-    this.counters.rxBatches++;
-    this.frames?.(this.out, n);
+  private readonly onBatch = (count: number, errno: number): number => {
+    const rx = this.rx;
+    const rows = rx.meta;
+    const out = rx.out;
+    let d = 0;
+    for (let i = 0; i < count; i++) {
+      const row = i * META_STRIDE;
+      if (rows[row + 1]! & META_SKIP) continue; // counted by the addon (truncated) or not ours; the slot stays in the ring
+      out[d++] = rx.take(i, rows[row]!);
+    }
+    if (d > 0) this.frames?.(out, d);
+    if (errno !== 0) {
+      this.fail(errno);
+      return 0;
+    }
+    return this.released ? 0 : rx.rearm(this.resume);
   };
+
+  /** The addon stopped reading for good: learn the socket's real error, release everything, tell the owner once. */
+  private fail(errno: number): void {
+    if (this.released) return;
+    let e = errno;
+    if (e === osConstants.errno.EBADF) e = this.addon.packetTakeError(this.handle) || e; // libuv's name for POLLERR
+    this.failure = e;
+    this.release();
+    this.errors?.(e);
+  }
 
   private assertOpen(): void {
     if (this.closed) throw new IoError('ST_IO_CLOSED', `attach port ${this.name} is closed`);
