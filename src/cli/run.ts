@@ -31,8 +31,9 @@ log.level); audit records of denied frames go to audit.path (default stdout).
                           debugging only (fixed keys, no forward secrecy, whoever
                           reads the config can read and forge the traffic); a config
                           with static keys is refused without this flag
-  --user NAME             after opening devices and sockets, drop root and run as NAME
-                          (a reload can then not open new TAPs)
+  --user NAME             after opening devices and sockets, drop root and run as NAME;
+                          NAME must be able to read the config (for reloads) and reach
+                          state.dir and audit.path; a reload can then not open new TAPs
   --reset-seq-state       start with an empty sequence-number state (state.dir); only
                           safe if every static key changed since it was written
   -h, --help              this text

@@ -4,7 +4,7 @@
 // stream or are refused, a flood of garbage UDP, and configs refused at start.
 // World layout: test/fixtures/daemon/harness.ts.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -192,6 +192,30 @@ describe('SIGHUP reload', () => {
     expect(await w.world.hasLink(w.host(1).ns, w.tapName(1, 2))).toBe(false);
     expect(await w.pings(1, 1, b1.ipv4)).toBe(true);
     expect(await w.pings(1, 3, w.guest(2, 3).ipv4)).toBe(true);
+  });
+});
+
+describe('--user', () => {
+  itWith(['netns', 'native'], 'drops root after opening the TAPs and the socket; traffic flows; a reload needing a new TAP is refused', async () => {
+    dw = await DaemonWorld.create({ name: 'user', family: 4, transport: 'udp', guestsPerHost: 3 });
+    const w = dw;
+    chmodSync(w.dir, 0o755); // the unprivileged daemon keeps writing its state and audit files in here
+    await w.start(1, { guests: [1, 2], args: ['--user', 'nobody'] });
+    await w.start(2, { guests: [1, 2] });
+    const status = readFileSync(`/proc/${w.daemon(1).pid}/status`, 'utf8');
+    const nobody = spawnSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).stdout.trim();
+    expect(/^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status)!.slice(1)).toEqual([nobody, nobody, nobody]);
+    expect(w.logLines(1).find((l) => l.msg === 'sectunnel started')!.user).toBe('nobody');
+    await waitFor('red a1 to ping red b1', () => w.pings(1, 1, w.guest(2, 1).ipv4));
+    expect((await w.status(1)).sas!.find((s) => s.spi === hex8(RED_A_TO_B))!.packets).toBeGreaterThan(0);
+
+    // The user must be able to read the config to reload it; opening a new TAP needs root.
+    chownSync(w.writeConfig(1, w.config(1, { guests: [1, 2, 3] })), Number(nobody), 0);
+    w.signal(1, 'SIGHUP');
+    await waitFor('the refusal', () => w.logLines(1).some((l) => l.msg === 'reload refused; the running config stays'));
+    expect(String(w.logLines(1).find((l) => l.msg === 'reload refused; the running config stays')!.error)).toMatch(/^domains\[2\]\.tap\.name: cannot open TAP "sta3": /);
+    expect(await w.pings(1, 1, w.guest(2, 1).ipv4)).toBe(true);
+    expect(await w.stop(1)).toEqual({ code: 0, signal: null });
   });
 });
 

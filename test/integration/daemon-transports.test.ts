@@ -4,7 +4,7 @@
 // guests of different labels do not, and the receiving host counts and audits the denial.
 // World layout: test/fixtures/daemon/harness.ts.
 import { afterEach, beforeAll, describe, expect } from 'vitest';
-import { DaemonWorld, ensureBuilt, spiOf, waitFor } from '../fixtures/daemon/harness.js';
+import { cliArgv, DaemonWorld, ensureBuilt, spiOf, waitFor } from '../fixtures/daemon/harness.js';
 import { itWith } from '../helpers/tools.js';
 
 let dw: DaemonWorld | null = null;
@@ -80,6 +80,51 @@ describe.each(CASES)('two daemons over $transport, IPv$family underlay', ({ name
 
     // A clean stop: exit status 0, and the TAPs the daemon made are gone.
     expect(await w.stop(1)).toEqual({ code: 0, signal: null });
+    expect(await w.world.hasLink(w.host(1).ns, w.tapName(1, 1))).toBe(false);
+  });
+});
+
+describe('guest ports other than a TAP the daemon creates', () => {
+  itWith(['netns', 'native'], 'an existing TAP (create: false) and an interface attached through libpcap reach TAP guests', async () => {
+    dw = await DaemonWorld.create({ name: 'ports', family: 4, transport: 'udp' });
+    const w = dw;
+    // Host a: guest 1 through libpcap on its veth's host end vg1; guest 2 on a TAP made
+    // beforehand (as libvirt makes vnetN), which the daemon opens by name.
+    await w.world.ip(w.host(1).ns, ['tuntap', 'add', 'dev', w.tapName(1, 2), 'mode', 'tap']);
+    await w.start(1, {
+      bridged: [2],
+      patch: (c) => {
+        const [d1, d2] = c.domains as Record<string, unknown>[];
+        delete d1!.tap;
+        d1!.attach = { interface: w.guest(1, 1).hostDev };
+        d2!.tap = { name: w.tapName(1, 2) };
+      },
+    });
+    await w.start(2);
+    await waitFor('red a1 (attached) to ping red b1', () => w.pings(1, 1, w.guest(2, 1).ipv4));
+    await waitFor('blue a2 (existing TAP) to ping blue b2', () => w.pings(1, 2, w.guest(2, 2).ipv4));
+    const r = await w.status(1);
+    expect(r.domains!.map((d) => [d.name, d.kind, d.interface])).toEqual([
+      ['a1', 'attach', 'vg1'],
+      ['a2', 'tap', w.tapName(1, 2)],
+    ]);
+    expect(r.domains!.every((d) => d.framesFromGuest > 0 && d.framesToGuest > 0)).toBe(true);
+    // Stopping closes the attachment and leaves the TAP it did not create in place.
+    expect(await w.stop(1)).toEqual({ code: 0, signal: null });
+    expect(await w.world.hasLink(w.host(1).ns, w.tapName(1, 2))).toBe(true);
+  });
+
+  itWith(['netns', 'native'], 'a missing TAP with create: false is refused at start with exit 1, naming the field', async () => {
+    dw = await DaemonWorld.create({ name: 'noport', family: 4, transport: 'udp' });
+    const w = dw;
+    w.writeConfig(1, w.config(1, { patch: (c) => ((c.domains as Record<string, any>[])[1]!.tap.create = false) }));
+    const [cmd, ...pre] = cliArgv();
+    const proc = w.world.spawn(w.host(1).ns, cmd!, [...pre, 'run', '--config', w.configPath(1), '--insecure-static-keys']);
+    expect(await proc.exited).toEqual({ code: 1, signal: null });
+    const line = JSON.parse(proc.output().trim().split('\n').pop()!) as Record<string, unknown>;
+    expect(line).toMatchObject({ level: 'error', msg: 'sectunnel could not start', code: 'ST_DAEMON_PORT' });
+    expect(line.error).toBe(`domains[1].tap.name: TAP "${w.tapName(1, 2)}" does not exist (tap.create is false: sectunnel attaches to a TAP another program made; set create: true to have sectunnel make it)`);
+    // The TAP of domains[0], made before domains[1] failed, went with the half-made start.
     expect(await w.world.hasLink(w.host(1).ns, w.tapName(1, 1))).toBe(false);
   });
 });
