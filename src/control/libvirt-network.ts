@@ -261,10 +261,11 @@ function readNetwork(root: XNode, p: XmlProblems, file: string): LibvirtNetwork 
   const secretNode = kid(body, 'secret', p);
   const secret = secretNode === undefined ? undefined : readSecret(secretNode, p);
 
-  const labels = readLabels(body, p);
-  const labelNames = new Map(labels.map((l, i) => [l.name, i]));
+  const { labels, declared } = readLabels(body, p);
+  // References resolve against every declared name: a label with a bad vlan is reported once, at the label.
+  const labelNames = new Map(declared.map((l, i) => [l, i]));
   const peers = readPeers(body, p, tunnelForm, labelNames);
-  const sas = tunnelForm ? [] : readSas(body, p, labels, peers, algorithm);
+  const sas = tunnelForm ? [] : readSas(body, p, labels, labelNames, peers, algorithm);
   const policy = readPolicy(body, p, labelNames);
   if (name === undefined) return undefined;
   return {
@@ -302,16 +303,19 @@ function readSecret(n: XNode, p: XmlProblems): SecretRef | undefined {
   return file === undefined ? undefined : { kind: 'file', file, path: n.path, at: n.el };
 }
 
-function readLabels(body: XNode, p: XmlProblems): NetworkLabel[] {
+/** The labels (well-formed ones), and every name declared by a `<label>` (also those with other problems). */
+function readLabels(body: XNode, p: XmlProblems): { labels: NetworkLabel[]; declared: string[] } {
   const nodes = kids(body, 'label');
   if (nodes.length === 0) p.add(`${body.path}/label`, "missing: expected at least one <label name='…' vlan='…'/>", body.el);
   const labels: NetworkLabel[] = [];
   const byName = new Map<string, string>();
   const byPair = new Map<string, string>();
   const byContext = new Map<string, string>();
+  const declared: string[] = [];
   for (const n of nodes) {
     checkShape(n, p, ['name', 'vlan', 'greKey', 'context'], []);
     const name = attrValue(n, 'name', p, nameP, NAME_TEXT);
+    if (name !== undefined && !declared.includes(name)) declared.push(name);
     const vlan = attrValue(n, 'vlan', p, vlanP, 'an integer in 1..4094 (an 802.1Q VLAN id)');
     const greKey = attrValue(n, 'greKey', p, greKeyP);
     const context = attrValue(n, 'context', p, contextP);
@@ -338,7 +342,7 @@ function readLabels(body: XNode, p: XmlProblems): NetworkLabel[] {
     }
     labels.push({ name, vlan, ...(greKey !== undefined && { greKey }), ...(context !== undefined && { context }) });
   }
-  return labels;
+  return { labels, declared };
 }
 
 /** Reports label names in attribute `attr` of `n` that are not labels of the network; returns the known ones. */
@@ -414,8 +418,14 @@ function peerRefP(peers: readonly NetworkPeer[]): (v: string) => Parsed<NetworkP
   };
 }
 
-function readSas(body: XNode, p: XmlProblems, labels: readonly NetworkLabel[], peers: readonly NetworkPeer[], algorithm: AeadAlgorithm | undefined): NetworkSa[] {
-  const labelIndex = new Map(labels.map((l, i) => [l.name, i]));
+function readSas(
+  body: XNode,
+  p: XmlProblems,
+  labels: readonly NetworkLabel[],
+  labelIndex: ReadonlyMap<string, number>,
+  peers: readonly NetworkPeer[],
+  algorithm: AeadAlgorithm | undefined,
+): NetworkSa[] {
   interface Draft {
     id: string;
     node: XNode;

@@ -69,11 +69,29 @@ export interface LibvirtImport {
   readonly warnings: readonly string[];
 }
 
+/** Problems in several files: a ConfigError (the first file's) whose message has every file's lines. */
+export class LibvirtFilesError extends ConfigError {
+  constructor(readonly errors: readonly ConfigError[]) {
+    super(errors[0]!.code, errors[0]!.file, errors[0]!.problems);
+    this.name = 'ConfigError';
+    this.message = errors.map((e) => e.message).join('\n');
+  }
+}
+
 /** Reads the XML files and builds this host's daemon config; throws ConfigError. */
 export async function importLibvirt(networkXmlPath: string, domainXmlPaths: readonly string[], opts: LibvirtImportOptions = {}): Promise<LibvirtImport> {
   const network = await readXmlFile(networkXmlPath);
   const domains: { file: string; doc: XmlDocument }[] = [];
-  for (const file of domainXmlPaths) domains.push({ file, doc: await readXmlFile(file) });
+  const failed: ConfigError[] = [];
+  for (const file of domainXmlPaths) {
+    try {
+      domains.push({ file, doc: await readXmlFile(file) });
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      failed.push(e);
+    }
+  }
+  if (failed.length > 0) throw failed.length === 1 ? failed[0]! : new LibvirtFilesError(failed);
   return importDocuments({ file: networkXmlPath, doc: network }, domains, opts);
 }
 
@@ -105,7 +123,17 @@ function importDocuments(network: { file: string; doc: XmlDocument }, domainDocs
   const net = parseLibvirtNetwork(network.doc, network.file);
   const warnings: string[] = [];
   const ref = networkRef(net);
-  const domains = domainDocs.map((d) => readLibvirtDomain(d.doc, d.file, ref, warnings));
+  const domains: LibvirtDomain[] = [];
+  const failed: ConfigError[] = [];
+  for (const d of domainDocs) {
+    try {
+      domains.push(readLibvirtDomain(d.doc, d.file, ref, warnings));
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      failed.push(e);
+    }
+  }
+  if (failed.length > 0) throw failed.length === 1 ? failed[0]! : new LibvirtFilesError(failed);
   checkAcrossDomains(domains);
 
   const p = new XmlProblems(net.file);
