@@ -5,3 +5,4 @@ import './status.js';
 import './demo.js';
 import './run.js';
 import './keys.js';
+import './import-libvirt.js';
