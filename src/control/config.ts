@@ -50,7 +50,7 @@ export interface TapConfig {
   readonly mtu?: number;
 }
 
-/** An existing interface the daemon attaches to with a packet socket (libpcap), instead of a TAP. */
+/** An existing interface the daemon attaches to with an AF_PACKET socket (native addon), instead of a TAP. */
 export interface AttachConfig {
   readonly interface: string;
 }
@@ -200,7 +200,7 @@ const domainSchema = strictObject(
   'a domain {name, label, macs, tap or attach}',
   (d, ctx) => {
     if ((d.tap === undefined) === (d.attach === undefined)) {
-      addProblem(ctx, [], d, 'expected exactly one of tap (a TAP device) or attach (an existing interface, via libpcap)');
+      addProblem(ctx, [], d, 'expected exactly one of tap (a TAP device) or attach (an existing interface, via an AF_PACKET socket)');
     }
   },
 );
