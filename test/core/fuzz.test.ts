@@ -3,6 +3,7 @@
 // is OK, pending or a listed reason, and memory stays bounded. Seeded; the seed is in every
 // failure message and SECTUNNEL_TEST_SEED replays a run.
 import { describe, expect, it } from 'vitest';
+import { rng as mulberry32 } from '../helpers/hex.js';
 import { PacketPool } from '../../src/buf/pool.js';
 import { Actions, VERDICT_PENDING } from '../../src/core/actions.js';
 import { Auditor } from '../../src/core/audit.js';
@@ -17,15 +18,10 @@ import { craftEsp, frame, gre, ipv4, ipv6, keymatFor, udp4Datagram } from '../co
 const SEED = Number(process.env.SECTUNNEL_TEST_SEED ?? Date.now() % 1_000_000);
 const T0 = 1_700_000_000_000;
 
+/** Uniform [0, 1) from the shared mulberry32 generator. */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
+  return () => next() / 4294967296;
 }
 
 const SA = { spi: 0x1001, alg: 'aes-gcm-128' as const, keymat: keymatFor('aes-gcm-128', 9), esn: true };

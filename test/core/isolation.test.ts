@@ -3,6 +3,7 @@
 // frame's, which must agree), or one an explicit allow rule admits. Every refused attempt
 // is counted by reason and audited. Random topologies and frames, seeded.
 import { describe, expect, it } from 'vitest';
+import { rng as mulberry32 } from '../helpers/hex.js';
 import { PacketPool } from '../../src/buf/pool.js';
 import { Actions } from '../../src/core/actions.js';
 import { Auditor, type AuditRecord } from '../../src/core/audit.js';
@@ -18,15 +19,10 @@ import { craftEsp, gre, keymatFor } from '../conformance/craft.js';
 const SEED = Number(process.env.SECTUNNEL_TEST_SEED ?? 20261125);
 const T0 = 1_700_000_000_000;
 
+/** Uniform [0, 1) from the shared mulberry32 generator. */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
+  return () => next() / 4294967296;
 }
 
 interface World {
