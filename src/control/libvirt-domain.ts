@@ -249,7 +249,7 @@ function readMetadata(root: XNode, p: XmlProblems): MetaLabel[] {
   if (metadata === undefined) return [];
   const out: MetaLabel[] = [];
   const readLabel = (n: XNode) => {
-    checkShape(n, p, ['interface'], [], { ns: SECTUNNEL_XMLNS, text: true });
+    checkShape(n, p, ['interface'], [], { ns: n.el.ns, text: true });
     const label = directText(n.el).trim();
     if (!NAME_RE.test(label)) {
       p.add(n.path, `${JSON.stringify(label)} is not valid: expected a label name (1..63 letters, digits, ".", "_" or "-")`, n.el);
@@ -267,9 +267,12 @@ function readMetadata(root: XNode, p: XmlProblems): MetaLabel[] {
   for (const n of kids(metadata, 'label', SECTUNNEL_XMLNS)) readLabel(n);
   const wrappers = kids(metadata, 'labels', SECTUNNEL_XMLNS);
   for (const w of wrappers.slice(1)) p.add(w.path, `a second <${w.el.name}>; <metadata> has at most one`, w.el);
-  if (wrappers[0] !== undefined) {
-    checkShape(wrappers[0], p, [], ['label'], { ns: SECTUNNEL_XMLNS });
-    for (const n of kids(wrappers[0], 'label', SECTUNNEL_XMLNS)) readLabel(n);
+  const w = wrappers[0];
+  if (w !== undefined) {
+    // `virsh metadata --set` puts only the element it stores in our namespace: its <label>s may have none.
+    checkShape(w, p, [], ['label'], { ns: SECTUNNEL_XMLNS, skip: (c) => c.local === 'label' && c.ns === '' });
+    const labels = childElements(w.el).filter((c) => c.local === 'label' && (c.ns === SECTUNNEL_XMLNS || c.ns === ''));
+    labels.forEach((el, k) => readLabel({ el, path: `${w.path}/${el.name}${labels.length > 1 ? `[${k + 1}]` : ''}` }));
   }
   return out;
 }

@@ -121,8 +121,15 @@ export function textValue<T>(n: XNode, p: XmlProblems, parse: (v: string) => Par
  * Reports attributes and child elements of `n` outside its grammar, and text
  * unless `o.text`. Attributes in a namespace and elements in a namespace other
  * than `o.ns` (default: none) are reported too: the grammar has none.
+ * Children for which `o.skip` is true are the caller's to check.
  */
-export function checkShape(n: XNode, p: XmlProblems, attributes: readonly string[], children: readonly string[], o: { ns?: string; text?: boolean } = {}): void {
+export function checkShape(
+  n: XNode,
+  p: XmlProblems,
+  attributes: readonly string[],
+  children: readonly string[],
+  o: { ns?: string; text?: boolean; skip?: (c: XmlElement) => boolean } = {},
+): void {
   const ns = o.ns ?? '';
   for (const a of n.el.attributes) {
     if (a.ns === '' && attributes.includes(a.local)) continue;
@@ -135,7 +142,7 @@ export function checkShape(n: XNode, p: XmlProblems, attributes: readonly string
       if (!o.text && c.text.trim() !== '') p.add(n.path, `unexpected text ${JSON.stringify(shorten(c.text.trim()))} in <${n.el.name}>; it holds only elements`, c);
       continue;
     }
-    if (c.ns === ns && children.includes(c.local)) continue;
+    if ((c.ns === ns && children.includes(c.local)) || o.skip?.(c)) continue;
     const hint = c.ns === ns ? didYouMean(c.local, children) : '';
     const known = children.length === 0 ? `<${n.el.name}> has no child elements` : `known elements here: ${children.map((k) => `<${k}>`).join(', ')}`;
     const nsNote = c.ns !== ns ? ` in namespace "${c.ns}"` : '';

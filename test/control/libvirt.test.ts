@@ -540,3 +540,77 @@ describe('round trip: the generated config is what loadDaemonConfig reads', () =
     });
   }
 });
+
+describe('docs/libvirt.md: the examples import, to the configs shown', () => {
+  const md = readFileSync(resolve(__dirname, '..', '..', 'docs', 'libvirt.md'), 'utf8');
+  const blocks = (lang: string) => [...md.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]!);
+  const xml = blocks('xml');
+  const yamls = blocks('yaml');
+  const pick = (list: string[], test: (b: string) => boolean) => {
+    const found = list.filter(test);
+    expect(found).toHaveLength(1);
+    return found[0]!;
+  };
+  const tunnel = pick(xml, (b) => b.includes("<network type='tunneled'>"));
+  const sectunnel = pick(xml, (b) => b.includes("<sectunnel type='ipsec'"));
+  const web1 = pick(xml, (b) => b.includes('<name>web1</name>'));
+  const db1 = pick(xml, (b) => b.includes('<name>db1</name>'));
+  /** The config file with the test's secrets folder written as the default one, as the docs show it. */
+  const asDocs = (file: unknown, secrets: string) => JSON.parse(JSON.stringify(file).replaceAll(secrets, '/etc/libvirt/secrets'));
+
+  it('the tunnel form, with the two domain examples and log1', async () => {
+    const { parse } = await import('yaml');
+    const secrets = secretsDir();
+    const r = importLibvirtXml(
+      { file: 'tvd-finance.xml', text: tunnel },
+      [
+        { file: 'web1.xml', text: web1 },
+        { file: 'db1.xml', text: db1 },
+        { file: 'log1.xml', text: readFileSync(fx('domain-log1.xml'), 'utf8') },
+      ],
+      { hostName: 'hv1', secretsDir: secrets },
+    );
+    expect(asDocs(r.file, secrets)).toEqual(parse(pick(yamls, (b) => b.startsWith('host:'))));
+  });
+
+  it('the sectunnel form, as hv1', async () => {
+    const { parse } = await import('yaml');
+    const secrets = secretsDir();
+    const r = importLibvirtXml({ file: 'tvd-finance.xml', text: sectunnel }, [], { hostName: 'hv1', secretsDir: secrets });
+    expect({ peers: asDocs(r.file.peers, secrets) }).toEqual(parse(pick(yamls, (b) => b.startsWith('peers:'))));
+  });
+
+  it('both metadata snippets', () => {
+    const snippets = xml.filter((b) => b.startsWith('<metadata>'));
+    expect(snippets).toHaveLength(2);
+    const labels = snippets.map((m) => {
+      const r = importLibvirtXml(
+        { file: 'tvd.xml', text: tunnel },
+        [{ file: 'd.xml', text: `<domain><name>d</name>${m}<devices><interface type='ethernet'><mac address='52:54:00:a1:b2:c4'/><target dev='vnet1'/></interface></devices></domain>` }],
+        { hostName: 'hv1', secretsDir: secretsDir() },
+      );
+      return r.config.domains.map((d) => d.label);
+    });
+    expect(labels).toEqual([['red'], ['audit']]);
+  });
+});
+
+describe('metadata stored by virsh', () => {
+  it('<label>s without a namespace inside our <labels> (virsh metadata --set namespaces only the element it stores)', () => {
+    const r = importLibvirtXml(
+      { file: 'tvd.xml', text: readFileSync(fx('network-tunnel.xml'), 'utf8') },
+      [
+        {
+          file: 'd.xml',
+          text: `<domain><name>d</name><metadata><sectunnel:labels xmlns:sectunnel="https://sectunnel.dev/xmlns/1"><label>blue</label><label interface="vnet2">audit</label></sectunnel:labels></metadata>
+            <devices><interface type='ethernet'><mac address='52:54:00:00:00:71'/><target dev='vnet1'/></interface><interface type='ethernet'><mac address='52:54:00:00:00:72'/><target dev='vnet2'/></interface></devices></domain>`,
+        },
+      ],
+      { hostName: 'hv1', secretsDir: secretsDir() },
+    );
+    expect(r.config.domains.map((d) => [d.name, d.label])).toEqual([
+      ['d.0', 'blue'],
+      ['d.1', 'audit'],
+    ]);
+  });
+});
