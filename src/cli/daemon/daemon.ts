@@ -15,7 +15,7 @@
  *   2. settings only a restart applies (underlay, pool, control socket, state,
  *      metrics address, crypto backend) must be unchanged → else refused
  *   3. new tables; SAs with an unchanged identity kept, others created; ports whose
- *      domain keeps kind/name/create kept, others opened — any failure undoes
+ *      kind and interface name stay are kept, others opened — any failure undoes
  *      what this reload opened and refuses it
  *   4. commit between two batches: counters carried over by name, tables and
  *      pipelines swapped, transport peers re-registered, ports that left closed,
@@ -42,9 +42,12 @@ import { Dataplane } from './dataplane.js';
 import { DaemonError } from './errors.js';
 import { applyMtu, loadAttachSupport, openPort, PortHandle, portSpecOf, samePort } from './ports.js';
 import { dropPrivileges } from './privileges.js';
-import { labelSummary, metricsSnapshot, statusReport, type DaemonView } from './report.js';
+import { labelSummary, metricsSnapshot, SECTUNNEL_VERSION, statusReport, type DaemonView } from './report.js';
 import { SaRegistry } from './sas.js';
 import { openTransport, type OpenTransport } from './transport.js';
+
+/** Pool buffers each guest port and the transport hold in their receive rings (the io layer's default batch). */
+export const RX_RING_PACKETS = 64;
 
 /** Housekeeping period: FDB aging, audit summaries, reassembly expiry, SA limits, sequence top-up. */
 export const HOUSEKEEPING_INTERVAL_MS = 1000;
@@ -268,7 +271,7 @@ export class Daemon implements DaemonView {
       d.timer.unref();
 
       log.info('sectunnel started', {
-        version: '0.1.0',
+        version: SECTUNNEL_VERSION,
         pid: process.pid,
         config: o.configFile,
         crypto: { algorithm: cfg.crypto.algorithm, backend: backend.name, why: backend.reason },
@@ -285,6 +288,7 @@ export class Daemon implements DaemonView {
       });
       d.warnAboutKeys(plans);
       d.warnAboutMtu();
+      d.warnAboutPool();
       return d;
     } catch (e) {
       for (const u of undo.reverse()) {
@@ -425,6 +429,7 @@ export class Daemon implements DaemonView {
     this.mtu = mtu;
     this.cfg = cfg;
     this.warnAboutMtu();
+    this.warnAboutPool();
 
     const oldDomains = old.domains.map((x) => x.name);
     const newDomains = cfg.domains.map((x) => x.name);
@@ -505,6 +510,19 @@ export class Daemon implements DaemonView {
       if (!this.staticKeys || p.staticSas.length === 0) {
         this.log.warn('peer has no SAs: the handshake is not integrated yet, so nothing is sent to or accepted from it', { peer: p.name });
       }
+    }
+  }
+
+  /** Each port and the transport keep a receive ring of pool buffers; warn when they hold most of the pool. */
+  private warnAboutPool(): void {
+    const rings = (this.ports.size + 1) * RX_RING_PACKETS;
+    if (rings > this.pool.capacity / 2) {
+      this.log.warn('pool.packets is small for the number of ports: their receive rings hold most of the pool, so bursts will be dropped (pool_exhausted)', {
+        poolPackets: this.pool.capacity,
+        ports: this.ports.size,
+        ringPackets: rings,
+        suggested: rings * 4,
+      });
     }
   }
 

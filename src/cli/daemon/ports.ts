@@ -2,8 +2,8 @@
  * Guest ports of the daemon: the TAP (created, or attached to by name) or the
  * libpcap attachment of each domain, all on the daemon's one packet pool.
  *
- * A port outlives reloads as long as its domain keeps the same kind, name and
- * `create` flag (`samePort`); its `domainId` is then updated to the domain's id
+ * A port outlives reloads as long as a domain keeps its kind and interface name
+ * (`samePort`); its `domainId` is then updated to the domain's id
  * in the new tables, so flows through it are never interrupted.
  */
 import { existsSync } from 'node:fs';
@@ -47,9 +47,12 @@ export function portSpecOf(d: DaemonDomainConfig): PortSpec {
   return { kind: 'attach', name: d.attach.interface, create: false };
 }
 
-/** True if a port opened for `a` serves `b` too (an MTU change is applied in place). */
+/**
+ * True if a port opened for `a` serves `b` too: same kind and interface. An MTU change is
+ * applied in place; `create` only matters when a TAP is opened, so flipping it keeps the port.
+ */
 export function samePort(a: PortSpec, b: PortSpec): boolean {
-  return a.kind === b.kind && a.name === b.name && a.create === b.create;
+  return a.kind === b.kind && a.name === b.name;
 }
 
 /** A guest port and the domain it serves now; `domainId` -1 while it is being closed. */
