@@ -79,6 +79,12 @@ export async function runRun(argv: string[], out: RunOutput = process.stdout): P
     throw new CliError(`--user ${JSON.stringify(values.user)}: not a user name`, EXIT_USAGE);
   }
 
+  // A SIGHUP during start (the default action would kill the process) is kept for afterwards.
+  let hupDuringStart = false;
+  const earlyHup = (): void => {
+    hupDuringStart = true;
+  };
+  process.on('SIGHUP', earlyHup);
   let daemon: Daemon;
   try {
     daemon = await Daemon.start({
@@ -88,6 +94,7 @@ export async function runRun(argv: string[], out: RunOutput = process.stdout): P
       ...(values.user !== undefined && { user: values.user }),
     });
   } catch (e) {
+    process.off('SIGHUP', earlyHup);
     if (e instanceof ConfigError) throw e; // one line per problem, exit 2 (main.ts)
     if (e instanceof DaemonError && e.code === 'ST_DAEMON_STATIC_KEYS') throw new CliError(e.message, EXIT_USAGE);
     const code = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;
@@ -111,8 +118,10 @@ export async function runRun(argv: string[], out: RunOutput = process.stdout): P
     void daemon.stop();
   };
   process.on('SIGHUP', onHup);
+  process.off('SIGHUP', earlyHup);
   process.on('SIGTERM', onStop);
   process.on('SIGINT', onStop);
+  if (hupDuringStart) onHup();
   try {
     await daemon.stopped;
   } finally {
