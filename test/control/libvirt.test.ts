@@ -2,13 +2,25 @@
 // recorded fixtures, labels from sVirt seclabels and our metadata, secrets,
 // this host's selection, every class of error with its exact message, and the
 // round trip through loadDaemonConfig.
-import { chmodSync, cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, rmSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/control/config-errors.js';
 import { loadDaemonConfig } from '../../src/control/config.js';
 import { importLibvirt, importLibvirtXml, loadLibvirtConfig, LibvirtFilesError, type LibvirtImportOptions } from '../../src/control/libvirt.js';
+
+const TEMP_DIRS: string[] = [];
+/** A fresh folder under the system temp folder, removed after the file's tests. */
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  TEMP_DIRS.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const d of TEMP_DIRS) rmSync(d, { recursive: true, force: true });
+});
+
 
 const FIXTURES = resolve(__dirname, '..', 'fixtures', 'libvirt');
 const fx = (name: string) => join(FIXTURES, name);
@@ -22,7 +34,7 @@ const KEY_HV3 = 'QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=';
 
 /** A copy of the fixture secrets folder with libvirt's modes (0600), which git does not keep. */
 function secretsDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'st-libvirt-secrets-'));
+  const dir = tempDir('st-libvirt-secrets-');
   cpSync(fx('secrets'), dir, { recursive: true });
   for (const f of readdirSync(dir)) chmodSync(join(dir, f), 0o600);
   return dir;
@@ -201,7 +213,7 @@ describe('secrets', () => {
   });
 
   it('<secret file=…/> names the key file itself', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'st-libvirt-'));
+    const dir = tempDir('st-libvirt-');
     const file = join(dir, 'psk');
     writeFileSync(file, Buffer.alloc(32, 7).toString('base64') + '\n', { mode: 0o600 });
     const r = importLibvirtXml(net(`<secret file='${file}'/>`), [], { hostName: 'a' });
@@ -210,7 +222,7 @@ describe('secrets', () => {
   });
 
   it('a key file others may read is used, with a warning', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'st-libvirt-'));
+    const dir = tempDir('st-libvirt-');
     const file = join(dir, 'psk');
     writeFileSync(file, Buffer.alloc(32, 7).toString('base64'));
     chmodSync(file, 0o644);
@@ -232,7 +244,7 @@ describe('secrets', () => {
     expect(e3.message).toBe(
       `net.xml: network/tunnel/secret/@uuid: secret f6b4ead5-8097-423b-b14c-ad5e9f70c134: ${secrets}/f6b4ead5-8097-423b-b14c-ad5e9f70c134.base64 holds 16 octets; expected 32 (the handshake's pre-shared key is 32 octets) (line 2, column 7)`,
     );
-    const dir = mkdtempSync(join(tmpdir(), 'st-libvirt-'));
+    const dir = tempDir('st-libvirt-');
     const raw = join(dir, 'raw');
     writeFileSync(raw, 'correct horse battery staple!', { mode: 0o600 });
     const e4 = await errorOf(() => importLibvirtXml(net(`<secret file='${raw}'/>`), [], { hostName: 'a' }));
@@ -366,7 +378,7 @@ describe('network XML errors name the element path and the attribute', () => {
   });
 
   it('an SA with no label, a static SA with one <inbound>', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'st-libvirt-'));
+    const dir = tempDir('st-libvirt-');
     const k = join(dir, 'k');
     writeFileSync(k, Buffer.alloc(36).toString('base64'), { mode: 0o600 });
     const e = await err(st(`<sa id='ab' peers='a b'/>\n<sa id='s' peers='a b' labels='blue'><inbound peer='a' spi='0x1000'><secret file='${k}'/></inbound></sa>`));
@@ -524,7 +536,7 @@ describe('round trip: the generated config is what loadDaemonConfig reads', () =
     it(`${net} as ${host}, through JSON and YAML files`, async () => {
       const secrets = secretsDir();
       const r = await importLibvirt(fx(net), DOMAINS, { hostName: host, secretsDir: secrets });
-      const dir = mkdtempSync(join(tmpdir(), 'st-libvirt-rt-'));
+      const dir = tempDir('st-libvirt-rt-');
       const { stringify } = await import('yaml');
       writeFileSync(join(dir, 'c.json'), JSON.stringify(r.file, null, 2));
       writeFileSync(join(dir, 'c.yaml'), stringify(r.file, { version: '1.2', lineWidth: 0 }));

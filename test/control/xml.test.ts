@@ -1,12 +1,24 @@
 // The strict XML reader (src/control/xml.ts): what libvirt files contain parses
 // with positions and namespaces; everything else is refused with a message
 // naming the file, line and column.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/control/config-errors.js';
 import { childElements, directText, parseXml, readXmlFile, XML_MAX_BYTES, XML_NAMESPACE, type XmlElement } from '../../src/control/xml.js';
+
+const TEMP_DIRS: string[] = [];
+/** A fresh folder under the system temp folder, removed after the file's tests. */
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  TEMP_DIRS.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const d of TEMP_DIRS) rmSync(d, { recursive: true, force: true });
+});
+
 
 const FILE = '/etc/libvirt/qemu/web1.xml';
 
@@ -81,7 +93,7 @@ describe('parseXml: accepted documents', () => {
   });
 
   it('accepts a byte order mark through readXmlFile, and UTF-8 text', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'st-xml-'));
+    const dir = tempDir('st-xml-');
     const p = join(dir, 'bom.xml');
     writeFileSync(p, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('<a>grüße</a>')]));
     expect(directText((await readXmlFile(p)).root)).toBe('grüße');
@@ -130,7 +142,7 @@ describe('parseXml: refused documents name line and column', () => {
   });
 
   it('readXmlFile: missing file, directory, too large, not UTF-8', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'st-xml-'));
+    const dir = tempDir('st-xml-');
     const read = async (p: string) => {
       try {
         await readXmlFile(p);
