@@ -85,10 +85,10 @@ describe.each(CASES)('two daemons over $transport, IPv$family underlay', ({ name
 });
 
 describe('guest ports other than a TAP the daemon creates', () => {
-  itWith(['netns', 'native'], 'an existing TAP (create: false) and an interface attached through libpcap reach TAP guests', async () => {
+  itWith(['netns', 'native'], 'an existing TAP (create: false) and an attached interface (AF_PACKET) reach TAP guests, and are reopened after their device went away', async () => {
     dw = await DaemonWorld.create({ name: 'ports', family: 4, transport: 'udp' });
     const w = dw;
-    // Host a: guest 1 through libpcap on its veth's host end vg1; guest 2 on a TAP made
+    // Host a: guest 1 through a packet socket on its veth's host end vg1; guest 2 on a TAP made
     // beforehand (as libvirt makes vnetN), which the daemon opens by name.
     await w.world.ip(w.host(1).ns, ['tuntap', 'add', 'dev', w.tapName(1, 2), 'mode', 'tap']);
     await w.start(1, {
@@ -109,6 +109,26 @@ describe('guest ports other than a TAP the daemon creates', () => {
       ['a2', 'tap', w.tapName(1, 2)],
     ]);
     expect(r.domains!.every((d) => d.framesFromGuest > 0 && d.framesToGuest > 0)).toBe(true);
+
+    // Devices that go away (a VM stops: libvirt deletes its vnetN) end their port, not the
+    // daemon; when the device is back the daemon reopens the port by itself.
+    const ns = w.host(1).ns;
+    const stopped = (iface: string) => () => w.logLines(1).some((l) => String(l.msg).startsWith('guest port stopped') && l.interface === iface);
+    const reopened = (iface: string) => () => w.logLines(1).some((l) => l.msg === 'guest port reopened' && l.interface === iface);
+    await w.world.ip(ns, ['link', 'del', w.tapName(1, 2)]);
+    await waitFor('the TAP port to stop', stopped(w.tapName(1, 2)));
+    expect(await w.pings(1, 1, w.guest(2, 1).ipv4)).toBe(true);
+    await w.world.ip(ns, ['tuntap', 'add', 'dev', w.tapName(1, 2), 'mode', 'tap']);
+    await w.bridge(1, 2);
+    await waitFor('the TAP port to be reopened', reopened(w.tapName(1, 2)));
+    await waitFor('blue a2 to ping blue b2 again', () => w.pings(1, 2, w.guest(2, 2).ipv4));
+    await w.world.ip(ns, ['link', 'set', 'dev', 'vg1', 'down']);
+    await waitFor('the attachment to stop', stopped('vg1'));
+    await w.world.ip(ns, ['link', 'set', 'dev', 'vg1', 'up']);
+    await waitFor('the attachment to be reopened', reopened('vg1'));
+    await waitFor('red a1 to ping red b1 again', () => w.pings(1, 1, w.guest(2, 1).ipv4));
+    expect(w.daemon(1).running).toBe(true);
+
     // Stopping closes the attachment and leaves the TAP it did not create in place.
     expect(await w.stop(1)).toEqual({ code: 0, signal: null });
     expect(await w.world.hasLink(w.host(1).ns, w.tapName(1, 2))).toBe(true);

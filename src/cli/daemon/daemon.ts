@@ -15,11 +15,15 @@
  *   2. settings only a restart applies (underlay, pool, control socket, state,
  *      metrics address, crypto backend) must be unchanged → else refused
  *   3. new tables; SAs with an unchanged identity kept, others created; ports whose
- *      kind and interface name stay are kept, others opened — any failure undoes
- *      what this reload opened and refuses it
+ *      kind and interface name stay are kept (a failed one is reopened if its device
+ *      is back, else kept failed), others opened — any other failure undoes what
+ *      this reload opened and refuses it
  *   4. commit between two batches: counters carried over by name, tables and
  *      pipelines swapped, transport peers re-registered, ports that left closed,
  *      SAs that left destroyed. The FDB starts empty (it relearns on the next frame).
+ *
+ * Housekeeping (1 s, unref'd): FDB aging, audit summaries, reassembly expiry, SA
+ * limits, sequence-number top-up, reopening ports whose device came back.
  *
  * Stop (SIGTERM/SIGINT): timer, ports, transport, control socket, metrics, audit log
  * (flushed), SAs (keys zeroed); the process then exits by itself.
@@ -40,7 +44,7 @@ import { backendUnavailableReason, selectedBackend } from '../../crypto/index.js
 import type { EspTransport } from '../../io/raw-esp.js';
 import { Dataplane } from './dataplane.js';
 import { DaemonError } from './errors.js';
-import { applyMtu, loadAttachSupport, openPort, PortHandle, portSpecOf, samePort } from './ports.js';
+import { applyMtu, interfaceExists, openPort, PortHandle, portSpecOf, samePort } from './ports.js';
 import { dropPrivileges } from './privileges.js';
 import { labelSummary, metricsSnapshot, SECTUNNEL_VERSION, statusReport, type DaemonView } from './report.js';
 import { SaRegistry } from './sas.js';
@@ -49,7 +53,10 @@ import { openTransport, type OpenTransport } from './transport.js';
 /** Pool buffers each guest port and the transport hold in their receive rings (the io layer's default batch). */
 export const RX_RING_PACKETS = 64;
 
-/** Housekeeping period: FDB aging, audit summaries, reassembly expiry, SA limits, sequence top-up. */
+/** A failed guest port is tried again at most this often. */
+export const PORT_RETRY_MS = 2000;
+
+/** Housekeeping period: FDB aging, audit summaries, reassembly expiry, SA limits, sequence top-up, port reopening. */
 export const HOUSEKEEPING_INTERVAL_MS = 1000;
 
 export interface DaemonOptions {
@@ -227,7 +234,6 @@ export class Daemon implements DaemonView {
       undo.push(() => transport.transport.close());
       registerPeers(transport.transport, cfg, 0);
 
-      if (cfg.domains.some((dom) => dom.attach !== undefined)) await loadAttachSupport();
       const d = new Daemon({ cfg, o, log, backend: backend.name, mtu, pool, auditLog, auditor, seqStore, sas, tables, transport });
       undo.push(() => d.closePorts([...d.ports.values()]));
       const portOf: (PortHandle | null)[] = [];
@@ -354,7 +360,6 @@ export class Daemon implements DaemonView {
       auditor = new Auditor({ sink: auditLog.sink, ratePerSec: cfg.audit.ratePerSecond, burst: cfg.audit.burst });
     }
 
-    if (cfg.domains.some((dom) => dom.attach !== undefined)) await loadAttachSupport();
     const nowMs = Date.now();
     let tables: Tables;
     let prepared: ReturnType<SaRegistry['prepare']>;
@@ -368,11 +373,20 @@ export class Daemon implements DaemonView {
         const spec = portSpecOf(dom);
         const path = `domains[${i}]`;
         const have = [...this.ports.values()].find((h) => samePort(h.spec, spec) && !keep.has(h.spec.name));
-        if (have !== undefined) {
+        if (have !== undefined && have.failedErrno === 0) {
           keep.set(spec.name, have);
           continue;
         }
-        const h = new PortHandle(spec, openPort(spec, this.pool, path), -1, path);
+        let port;
+        try {
+          port = openPort(spec, this.pool, path);
+        } catch (e) {
+          // A port whose device is gone (a stopped VM) does not block the reload: it stays failed and is retried.
+          if (have === undefined) throw e;
+          keep.set(spec.name, have);
+          continue;
+        }
+        const h = new PortHandle(spec, port, -1, path);
         opened.push(h);
         keep.set(spec.name, h);
       }
@@ -474,7 +488,39 @@ export class Daemon implements DaemonView {
 
   private startPort(h: PortHandle): void {
     this.dataplane.attachPort(h);
-    h.port.onError((errno) => this.log.error('guest port stopped reading', { domain: this.tables.domains.get(h.domainId)?.name ?? null, interface: h.spec.name, errno }));
+    h.port.onError((errno) => {
+      h.failedErrno = errno;
+      h.retryAtMs = Date.now();
+      h.retryLogged = false;
+      this.log.error('guest port stopped: its device went away or failed; it is reopened when the interface is back', {
+        domain: this.tables.domains.get(h.domainId)?.name ?? null,
+        interface: h.spec.name,
+        errno,
+      });
+    });
+  }
+
+  /** Housekeeping: reopens failed ports whose interface exists again (every PORT_RETRY_MS at most). */
+  private reopenFailedPorts(nowMs: number): void {
+    for (const [name, h] of this.ports) {
+      if (h.failedErrno === 0 || nowMs - h.retryAtMs < PORT_RETRY_MS || h.domainId < 0) continue;
+      h.retryAtMs = nowMs;
+      if (!h.spec.create && !interfaceExists(h.spec.name)) continue;
+      let port;
+      try {
+        port = openPort(h.spec, this.pool, h.path);
+      } catch (e) {
+        if (!h.retryLogged) this.log.warn('cannot reopen a guest port yet; retrying', { domain: name, interface: h.spec.name, error: (e as Error).message });
+        h.retryLogged = true;
+        continue;
+      }
+      const fresh = new PortHandle(h.spec, port, h.domainId, h.path);
+      this.closePorts([h]);
+      this.ports.set(name, fresh);
+      this.dataplane.setPort(fresh.domainId, fresh);
+      this.startPort(fresh);
+      this.log.info('guest port reopened', { domain: name, interface: h.spec.name });
+    }
   }
 
   private closePorts(handles: readonly PortHandle[]): void {
@@ -494,6 +540,7 @@ export class Daemon implements DaemonView {
     this.tables.fdb.sweep(nowMs);
     this.auditor.flush(nowMs);
     this.dataplane.reassembler.expire(nowMs);
+    this.reopenFailedPorts(nowMs);
     for (const e of this.sas.tick(nowMs)) {
       const sa = e.sa;
       if (sa.expired) this.log.error('outbound SA expired: it seals nothing more (static keys are never rekeyed; configure new ones)', { peer: e.peer, spi: sa.spi, limit: sa.expiredReason });

@@ -98,6 +98,11 @@ export class Dataplane {
     this.portOf = portOf;
   }
 
+  /** Replaces the port of one domain of the current tables (a reopened port). */
+  setPort(domainId: number, h: PortHandle): void {
+    this.portOf[domainId] = h;
+  }
+
   /** Sets the underlay transport and starts receiving from it. */
   attachTransport(t: EspTransport, inputKind: number): void {
     this.transport = t;

@@ -1,34 +1,23 @@
 /**
- * Guest ports of the daemon: the TAP (created, or attached to by name) or the
- * libpcap attachment of each domain, all on the daemon's one packet pool.
+ * Guest ports of the daemon: the TAP (created, or opened by name) or the
+ * AF_PACKET attachment (io/attach.ts) of each domain, all on the daemon's one
+ * packet pool.
  *
  * A port outlives reloads as long as a domain keeps its kind and interface name
- * (`samePort`); its `domainId` is then updated to the domain's id
- * in the new tables, so flows through it are never interrupted.
+ * (`samePort`) and the port has not failed; its `domainId` is then updated to the
+ * domain's id in the new tables, so flows through it are never interrupted.
+ * A port whose device went away (a VM stopped and libvirt deleted its vnetN)
+ * reports it once through onError; the daemon marks it failed and reopens it
+ * when the interface is back (housekeeping) or on the next reload.
  */
 import { existsSync } from 'node:fs';
 import type { PacketPool } from '../../buf/pool.js';
 import type { DaemonDomainConfig } from '../../control/config.js';
-import type { GuestPort } from '../../io/attach.js';
+import { AttachPort, type GuestPort } from '../../io/attach.js';
 import { TapDevice } from '../../io/tap.js';
 import { DaemonError } from './errors.js';
 
 export type { GuestPort };
-
-type AttachModule = typeof import('../../io/attach.js');
-
-/** io/attach.ts, loaded on first use (it loads the cap package and libpcap; a config without attach never does). */
-let attachModule: AttachModule | null = null;
-
-/** Loads the attach module before a config with `attach` domains opens its ports. */
-export async function loadAttachSupport(): Promise<void> {
-  if (attachModule !== null) return;
-  try {
-    attachModule = await import('../../io/attach.js');
-  } catch (e) {
-    throw new DaemonError('ST_DAEMON_PORT', `domains[].attach: attach mode cannot be loaded: ${(e as Error).message}`, e);
-  }
-}
 
 /** How a domain reaches its guest. */
 export interface PortSpec {
@@ -58,6 +47,11 @@ export function samePort(a: PortSpec, b: PortSpec): boolean {
 /** A guest port and the domain it serves now; `domainId` -1 while it is being closed. */
 export class PortHandle {
   domainId: number;
+  /** The errno that ended the port (its device went away), or 0 while it works. */
+  failedErrno = 0;
+  /** When the daemon last tried to reopen a failed port (ms), and whether that failure was logged. */
+  retryAtMs = 0;
+  retryLogged = false;
   constructor(
     /** The spec it was opened with (its MTU updated when a reload changes it). */
     public spec: PortSpec,
@@ -90,8 +84,7 @@ export function openPort(spec: PortSpec, pool: PacketPool, path: string): GuestP
   try {
     if (spec.kind === 'attach') {
       if (!interfaceExists(spec.name)) throw new DaemonError('ST_DAEMON_PORT', `${field}: interface "${spec.name}" does not exist in this network namespace`);
-      if (attachModule === null) throw new DaemonError('ST_DAEMON_PORT', `${field}: attach support is not loaded (loadAttachSupport)`);
-      return attachModule.AttachPort.open({ device: spec.name, pool });
+      return AttachPort.open({ device: spec.name, pool });
     }
     if (!spec.create) {
       if (!interfaceExists(spec.name)) {
