@@ -3,7 +3,7 @@
 // (checked on the wire), SIGHUP reloads that add and remove domains under a running TCP
 // stream or are refused, a flood of garbage UDP, and configs refused at start.
 // World layout: test/fixtures/daemon/harness.ts.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -280,7 +280,7 @@ describe('garbage on the UDP port', () => {
   });
 });
 
-describe('configs refused at start', () => {
+describe('start, without namespaces: refused configs and the no-addon fallback', () => {
   const scratch = mkdtempSync(join(tmpdir(), 'st-it-cfg-'));
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -297,6 +297,32 @@ describe('configs refused at start', () => {
     expect(lines).toContain(`${file}: labels[0].vlan: 5000 is not valid: expected an integer in 1..4094 (line 4, column 23)`);
     expect(lines.some((l) => l.startsWith(`${file}: labels[1].vlna: unknown key; did you mean "vlan"?`))).toBe(true);
     expect(lines.some((l) => l.startsWith(`${file}: labels[1].vlan: missing`))).toBe(true);
+  });
+
+  it('runs on node:dgram and node:crypto without the native addon, and stops on SIGTERM with exit 0', async () => {
+    const file = join(scratch, 'dgram.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        host: { name: 'hv1' },
+        underlay: { address: '127.0.0.1', port: 14500 + (process.pid % 1000) },
+        labels: [{ name: 'red', vlan: 100 }],
+        control: { socket: join(scratch, 'dgram.sock') },
+        state: { dir: join(scratch, 'state') },
+      }),
+    );
+    const [cmd, ...pre] = cliArgv();
+    const child = spawn(cmd!, [...pre, 'run', '--config', file], { env: { ...process.env, SECTUNNEL_NATIVE: '0' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await waitFor('the daemon to start', () => err.includes('"msg":"sectunnel started"'));
+    const started = JSON.parse(err.split('\n').find((l) => l.includes('"msg":"sectunnel started"'))!) as Record<string, any>;
+    expect(started.transport).toBe('udp-dgram');
+    expect(started.crypto.backend).toBe('node');
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(err).toContain('"msg":"sectunnel stopped"');
   });
 
   it('exits 2 for static keys without --insecure-static-keys, saying why', () => {
