@@ -281,7 +281,10 @@ describe('garbage on the UDP port', () => {
 });
 
 describe('start, without namespaces: refused configs and the no-addon fallback', () => {
-  const scratch = mkdtempSync(join(tmpdir(), 'st-it-cfg-'));
+  let scratch = '';
+  beforeAll(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'st-it-cfg-'));
+  });
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
   it('exits 2 with one line per problem naming file, field, value and expectation', () => {

@@ -1,9 +1,11 @@
 // cli/daemon/dataplane.ts over fake ports and a fake wire (test/cli/daemon/harness.ts):
 // batches go port → encap → wire → decap → port, deliveries are grouped per domain,
 // every buffer returns to the pool, and the sequence guard and outer-MTU counter act.
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { Reason } from '../../../src/core/reasons.js';
-import { connect, frame, hostConfig, MAC, memHost } from './harness.js';
+import { connect, frame, hostConfig, MAC, memHost, removeScratch } from './harness.js';
+
+afterAll(removeScratch);
 
 describe('Dataplane', () => {
   it('carries a red frame to the red guest of the peer byte for byte, and floods it to the local red guest', () => {

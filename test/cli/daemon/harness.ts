@@ -1,7 +1,7 @@
 // In-memory hosts for the daemon's unit tests: a config object → tables, static SAs
 // (with a sequence store in a scratch folder) and a Dataplane, with fake guest ports and
 // a fake wire between two hosts. No devices, no sockets, no root.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PacketBuf } from '../../../src/buf/packet-buf.js';
@@ -17,6 +17,20 @@ import { UDP_META_STRIDE, UdpRxMeta, type UdpPacketsCallback } from '../../../sr
 import { Dataplane } from '../../../src/cli/daemon/dataplane.js';
 import { PortHandle, type GuestPort } from '../../../src/cli/daemon/ports.js';
 import { SaRegistry } from '../../../src/cli/daemon/sas.js';
+
+const scratchDirs: string[] = [];
+
+/** A scratch folder, removed by `removeScratch`. */
+export function scratchDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(d);
+  return d;
+}
+
+/** Removes every folder `scratchDir` made (call from afterAll). */
+export function removeScratch(): void {
+  for (const d of scratchDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
 
 export const MAC = {
   aRed: '02:00:00:00:0a:01',
@@ -161,7 +175,7 @@ export function memHost(cfg: DaemonConfig, o: { beforeSend?: (n: number) => bool
   const pool = new PacketPool({ packets: o.poolPackets ?? 256 });
   const logLines: string[] = [];
   const log = new Logger({ stream: { write: (t: string) => logLines.push(t) } });
-  const store = SeqStore.open(mkdtempSync(join(tmpdir(), 'st-dp-')));
+  const store = SeqStore.open(scratchDir('st-dp-'));
   const sas = new SaRegistry(store, undefined, log);
   const tables = buildTables(cfg, { staticSas: true });
   const { changes, commit } = sas.prepare(planStaticSas(cfg, true), 0);

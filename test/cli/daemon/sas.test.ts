@@ -1,16 +1,15 @@
 // cli/daemon/sas.ts: static SAs kept or replaced by identity, outbound counters resumed above
 // the sequence store's mark, and the per-batch guard that never lets a counter pass it.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { planStaticSas } from '../../../src/control/build.js';
 import { Logger } from '../../../src/control/log.js';
 import { SeqStore, SeqStoreError } from '../../../src/control/seq-store.js';
 import { SaRegistry } from '../../../src/cli/daemon/sas.js';
-import { hostConfig } from './harness.js';
+import { hostConfig, removeScratch, scratchDir } from './harness.js';
 
-function setup(block = 16, dir = mkdtempSync(join(tmpdir(), 'st-sas-'))) {
+afterAll(removeScratch);
+
+function setup(block = 16, dir = scratchDir('st-sas-')) {
   const lines: Record<string, unknown>[] = [];
   const log = new Logger({ stream: { write: (t: string) => lines.push(JSON.parse(t) as Record<string, unknown>) } });
   const store = SeqStore.open(dir, { blockPackets: block });
