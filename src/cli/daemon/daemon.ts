@@ -12,8 +12,8 @@
  *
  * Reload (SIGHUP or the control method `reload`), one at a time:
  *   1. new config (invalid → refused, logged with every problem; the old one stays)
- *   2. settings only a restart applies (underlay, pool, control socket, state,
- *      metrics address, crypto backend) must be unchanged → else refused
+ *   2. settings only a restart applies (host name, underlay, pool, control socket,
+ *      state folder, metrics address, crypto backend) must be unchanged → else refused
  *   3. new tables; SAs with an unchanged identity kept, others created; ports whose
  *      kind and interface name stay are kept (a failed one is reopened if its device
  *      is back, else kept failed), others opened — any other failure undoes what

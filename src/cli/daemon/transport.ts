@@ -10,11 +10,12 @@
  * Outer fragmentation: the raw ESP socket sets IP_MTU_DISCOVER = IP_PMTUDISC_DONT
  * (io/raw-esp.ts), so the kernel fragments packets above the route MTU and never
  * sets DF. The UDP sockets (native addon, node:dgram) cannot set that option from
- * here and keep Linux's default IP_PMTUDISC_WANT: the sending kernel still
- * fragments a datagram larger than the route MTU (what a veth or Ethernet underlay
- * of `underlay.mtu` gives), but the fragments-free packets carry DF, so a router
+ * here and keep Linux's default IP_PMTUDISC_WANT (IPv6: IPV6_PMTUDISC_WANT): the
+ * sending kernel still fragments a datagram larger than the route MTU (what a veth
+ * or Ethernet underlay of `underlay.mtu` gives), but unfragmented packets carry DF, so a router
  * with a smaller MTU on the path drops one and reports it (ICMP frag-needed); the
- * kernel then fragments later ones to the learnt path MTU. See docs in the report.
+ * kernel then fragments later ones to the learnt path MTU. Either way every frame
+ * whose outer packet exceeds underlay.mtu is counted (Dataplane.fragmented).
  */
 import type { PacketPool } from '../../buf/pool.js';
 import type { DaemonConfig } from '../../control/config.js';
