@@ -248,11 +248,9 @@ function socatContender(): Contender {
 // ---------------------------------------------------------------------------------
 // (d) sectunnel
 //
-// >>> TO ADD SECTUNNEL: write the body of `sectunnelConfig()` below in the daemon's
-// >>> config schema. Nothing else needs to change: the contender writes the file,
-// >>> starts `scripts/sectunnel run --config FILE` in each host namespace, waits for
-// >>> the TAP named `ctx.tapName` to appear, joins it to br0, and waits for guest a
-// >>> to ping guest b (handshake included).
+// The contender writes `sectunnelConfig()` to a file, starts `scripts/sectunnel run`
+// in each host namespace, waits for the TAP named `ctx.tapName` to appear, joins it to
+// br0, and waits for guest a to ping guest b.
 
 /** sectunnel's data-channel algorithms compared here (DESIGN.md "Wire format"). */
 export type SectunnelAlg = 'aes-gcm-256' | 'chacha20-poly1305';
@@ -278,31 +276,33 @@ export interface SectunnelConfigContext {
 }
 
 /**
- * The config file body for `sectunnel run --config FILE` on `ctx.self`.
- * DRAFT — the lead replaces this body with the real schema; the context above
- * should hold everything it needs (add to it if not).
+ * The config file body for `sectunnel run --config FILE --insecure-static-keys` on `ctx.self`
+ * (docs/config.md): one label, the guest's TAP, the peer with a static SA pair of fresh
+ * random keys for this run. Static keys keep the handshake out of the measured path.
  */
 export function sectunnelConfig(ctx: SectunnelConfigContext): string {
   const outbound = ctx.self.index === 1 ? ctx.sas.aToB : ctx.sas.bToA;
   const inbound = ctx.self.index === 1 ? ctx.sas.bToA : ctx.sas.aToB;
-  const sa = (dir: 'in' | 'out', s: { spi: number; keymatHex: string }): object => ({
-    spi: `0x${s.spi.toString(16).padStart(8, '0')}`,
-    direction: dir,
-    peer: ctx.peer.ipv4,
-    algorithm: ctx.alg,
-    keymat: s.keymatHex,
-    esn: true,
-    encapsulation: 'udp',
-    labels: [ctx.label.name],
-  });
+  const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
   return JSON.stringify(
     {
-      local: { ipv4: ctx.self.ipv4, udpPort: ctx.udpPort },
-      peers: [{ name: `host-${ctx.peer.index}`, address: ctx.peer.ipv4, udpPort: ctx.udpPort }],
-      labels: [{ name: ctx.label.name, vlan: ctx.label.vlan, greKey: null }],
-      domains: [{ tap: ctx.tapName, label: ctx.label.name, macs: [ctx.guest.mac] }],
-      sas: [sa('out', outbound), sa('in', inbound)],
-      status: { socket: join(ctx.tmpDir, `status-${ctx.self.index}.sock`) },
+      host: { name: `host-${ctx.self.index}` },
+      underlay: { address: ctx.self.ipv4, port: ctx.udpPort },
+      crypto: { algorithm: ctx.alg },
+      labels: [{ name: ctx.label.name, vlan: ctx.label.vlan }],
+      domains: [{ name: 'guest', label: ctx.label.name, macs: [ctx.guest.mac], tap: { name: ctx.tapName, create: true } }],
+      peers: [
+        {
+          name: `host-${ctx.peer.index}`,
+          address: ctx.peer.ipv4,
+          labels: [ctx.label.name],
+          staticSas: [{ labels: [ctx.label.name], in: { spi: hex(inbound.spi), keymat: inbound.keymatHex }, out: { spi: hex(outbound.spi), keymat: outbound.keymatHex } }],
+        },
+      ],
+      control: { socket: join(ctx.tmpDir, `status-${ctx.self.index}.sock`) },
+      state: { dir: join(ctx.tmpDir, `state-${ctx.self.index}`) },
+      audit: { path: join(ctx.tmpDir, `audit-${ctx.self.index}.jsonl`) },
+      log: { level: 'warn' },
     },
     null,
     2,
@@ -341,7 +341,7 @@ export function sectunnelContender(alg: SectunnelAlg): Contender {
           label: { name: 'bench', vlan: 100 }, sas, tmpDir,
         };
         writeFileSync(file, sectunnelConfig(ctx), { mode: 0o600 });
-        procs.push(world.spawn(self.ns, script, ['run', '--config', file]));
+        procs.push(world.spawn(self.ns, script, ['run', '--config', file, '--insecure-static-keys']));
       }
       for (const h of [a, b]) await whileRunning(procs, world.waitForLink(h.ns, tapName, READY_TIMEOUT_MS));
       for (const h of [a, b]) await world.attachToBridge(h.ns, tapName, BRIDGE);
