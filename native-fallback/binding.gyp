@@ -5,6 +5,7 @@
       "sources": [
         "src/addon.c",
         "src/aead.c",
+        "src/io.c",
         "src/tap.c",
         "src/udp.c",
         "src/packet.c"

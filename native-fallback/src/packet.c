@@ -1,6 +1,6 @@
 /* Packet sockets: attach mode on an existing interface (a libvirt vnetN TAP, a
  * veth end) with an AF_PACKET SOCK_RAW socket bound to it, read and written in
- * batches through the fd handle of tap.c (ioStart/ioResume/ioPause/ioClose/ioStats).
+ * batches through the fd handle of io.h (ioStart/ioResume/ioPause/ioClose/ioStats).
  *
  * Open (packetOpen), in this order so no frame of another interface or of the
  * wrong direction is ever queued: socket(AF_PACKET, SOCK_RAW, protocol 0 = no
@@ -37,8 +37,7 @@
  * JS functions: packetOpen, packetSend, packetTakeError, packetKernelDrops.
  */
 #define _GNU_SOURCE /* recvmmsg, sendmmsg */
-#define ST_IO_SHARED_ONLY
-#include "tap.c" /* the shared fd-handle block only (there is no io.h yet) */
+#include "io.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,8 +61,6 @@
 #ifndef TP_STATUS_VLAN_TPID_VALID
 #define TP_STATUS_VLAN_TPID_VALID (1 << 6)
 #endif
-
-#define ST_KIND_PACKET 3 /* next to ST_KIND_TAP and ST_KIND_UDP of tap.c */
 
 #define PACKET_META_STRIDE 4
 #define PACKET_BATCH 64 /* frames per recvmmsg/sendmmsg call */

@@ -2,7 +2,7 @@
  * datagram in a meta row, and sendmmsg of a batch whose entries name peers by
  * index in a table registered beforehand (no sockaddr per packet from JS).
  *
- * Receive (driven by the fd handle of tap.c):
+ * Receive (driven by the fd handle of io.h):
  *   1. recvmmsg() into ring entries, at most 64 per call, until EAGAIN or the
  *      ring is used up.
  *   2. per datagram, a meta row of UDP_META_STRIDE int32 words:
@@ -13,11 +13,10 @@
  *   the kernel accepted. A full socket buffer drops the rest of the chunk
  *   (counted); an error on one datagram counts it and goes on with the next.
  *
- * JS functions: udpOpen, udpSetPeer, udpClearPeer, udpSend (and io* of tap.c).
+ * JS functions: udpOpen, udpSetPeer, udpClearPeer, udpSend (and io* of io.c).
  */
 #define _GNU_SOURCE /* recvmmsg, sendmmsg */
-#define ST_IO_SHARED_ONLY
-#include "tap.c" /* the shared fd-handle block only (there is no io.h yet) */
+#include "io.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

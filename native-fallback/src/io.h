@@ -1,0 +1,95 @@
+/* The fd handle that TAP (tap.c), UDP (udp.c) and packet sockets (packet.c)
+ * share, implemented in io.c.
+ *
+ * An fd handle is a non-blocking descriptor with a batch reader driven by
+ * uv_poll. JS lends it a receive ring: (offset, capacity) pairs into a slab
+ * (PacketPool.slab) and a meta Int32Array. When the fd is readable the reader
+ * fills up to `ready` ring entries, writes one meta row per packet, and calls
+ * the JS callback once per batch: cb(count, errno) -> the number of ring entries
+ * ready for the next batch (0 stops reading until ioResume). Nothing is
+ * allocated per packet and nothing throws on the hot path: errors are counters.
+ *
+ * Receive, per readable event:
+ *   1. the kind's reader (st_io_rx_fn: readv for TAP, recvmmsg for UDP and
+ *      packet sockets) fills ring entries 0..ready-1, until EAGAIN or the ring
+ *      is used up; a frame larger than its slot is counted (and its slot reused
+ *      or flagged in its meta row),
+ *   2. one JS call with the count; its return value re-arms the ring.
+ *
+ * JS functions (all handles; registered by st_io_init, which st_tap_init
+ * calls): ioStart, ioResume, ioPause, ioClose, ioStats.
+ */
+#ifndef SECTUNNEL_IO_H
+#define SECTUNNEL_IO_H
+
+#include "addon.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* Counter slots reported by ioStats (same order as NATIVE_STAT_NAMES in src/io/tap.ts). */
+enum {
+  ST_RX_PACKETS,
+  ST_RX_BYTES,
+  ST_RX_BATCHES,
+  ST_RX_TRUNCATED,
+  ST_RX_ERRORS,
+  ST_TX_PACKETS,
+  ST_TX_BYTES,
+  ST_TX_DROPPED, /* queue full (EAGAIN/ENOBUFS) or link down (EIO) */
+  ST_TX_ERRORS,  /* any other failure, including a bad descriptor entry */
+  ST_LAST_ERRNO, /* errno of the latest rx or tx error */
+  ST_STAT_COUNT
+};
+
+enum { ST_KIND_TAP = 1, ST_KIND_UDP = 2, ST_KIND_PACKET = 3 };
+
+/* Most ring entries one batch may use. */
+#define ST_RING_MAX 1024
+
+typedef struct st_io st_io;
+/* Reads at most `ready` packets into the ring; returns how many, or -errno on
+ * an error that will repeat (reading stops). */
+typedef int (*st_io_rx_fn)(st_io *h, int ready);
+
+struct st_io {
+  napi_env env;
+  int kind;
+  int fd;
+  int meta_stride; /* int32 words per meta row */
+  st_io_rx_fn rx;
+  void *ext; /* kind-specific state (UDP peer table), freed by free_ext */
+  void (*free_ext)(void *);
+  uv_poll_t poll;
+  int polling, closed, finalized, poll_closed, in_callback, hooked;
+  napi_ref cb_ref, slab_ref, ring_ref, meta_ref;
+  napi_async_context actx;
+  uint8_t *slab;
+  size_t slab_len;
+  int32_t *ring;
+  int ring_entries;
+  int32_t *meta;
+  int ready;
+  double stats[ST_STAT_COUNT];
+};
+
+/* Registers ioStart, ioResume, ioPause, ioClose and ioStats on exports. */
+napi_status st_io_init(napi_env env, napi_value exports);
+
+/* Creates a handle for fd (taking ownership) and returns it as a JS external. */
+napi_value st_io_wrap(napi_env env, int kind, int fd, int meta_stride, st_io_rx_fn rx, st_io **out);
+/* The open handle of `kind` behind a JS value; throws and returns NULL otherwise. */
+st_io *st_io_unwrap(napi_env env, napi_value v, int kind);
+/* Reads a Uint8Array or Int32Array argument; throws (and returns 0) on a type mismatch. */
+int st_get_bytes(napi_env env, napi_value v, const char *what, uint8_t **data, size_t *len);
+int st_get_i32(napi_env env, napi_value v, const char *what, int32_t **data, size_t *len);
+/* Reads an int32 argument; throws (and returns 0) if it is not a number. */
+int st_get_int(napi_env env, napi_value v, const char *what, int32_t *out);
+
+#define CHECK(call)                     \
+  do {                                  \
+    if ((call) != napi_ok) return NULL; \
+  } while (0)
+
+#endif /* SECTUNNEL_IO_H */
