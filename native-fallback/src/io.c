@@ -4,6 +4,7 @@
 #include "io.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -146,39 +147,56 @@ static void io_start_polling(st_io *h) {
 
 /* ---- argument helpers ---- */
 
-int st_get_bytes(napi_env env, napi_value v, const char *what, uint8_t **data, size_t *len) {
+/* Reads a typed array of element type `type`; throws `what` (and returns 0) otherwise. */
+static int get_typed(napi_env env, napi_value v, napi_typedarray_type type, const char *what, void **data, size_t *len) {
   napi_typedarray_type t;
-  void *d;
-  size_t n;
   bool is;
   if (napi_is_typedarray(env, v, &is) != napi_ok || !is ||
-      napi_get_typedarray_info(env, v, &t, &n, &d, NULL, NULL) != napi_ok || t != napi_uint8_array) {
+      napi_get_typedarray_info(env, v, &t, len, data, NULL, NULL) != napi_ok || t != type) {
     st_throw(env, "ST_NATIVE_ARG", what);
     return 0;
   }
-  *data = (uint8_t *)d;
-  *len = n;
   return 1;
 }
 
+int st_get_bytes(napi_env env, napi_value v, const char *what, uint8_t **data, size_t *len) {
+  return get_typed(env, v, napi_uint8_array, what, (void **)data, len);
+}
+
 int st_get_i32(napi_env env, napi_value v, const char *what, int32_t **data, size_t *len) {
-  napi_typedarray_type t;
-  void *d;
-  size_t n;
-  bool is;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is ||
-      napi_get_typedarray_info(env, v, &t, &n, &d, NULL, NULL) != napi_ok || t != napi_int32_array) {
-    st_throw(env, "ST_NATIVE_ARG", what);
-    return 0;
-  }
-  *data = (int32_t *)d;
-  *len = n;
-  return 1;
+  return get_typed(env, v, napi_int32_array, what, (void **)data, len);
 }
 
 int st_get_int(napi_env env, napi_value v, const char *what, int32_t *out) {
   if (napi_get_value_int32(env, v, out) != napi_ok) {
     st_throw(env, "ST_NATIVE_ARG", what);
+    return 0;
+  }
+  return 1;
+}
+
+int st_get_ifname(napi_env env, napi_value v, char *name, size_t size, size_t *len, size_t min_len,
+                  const char *not_string, const char *bad_length) {
+  if (napi_get_value_string_utf8(env, v, name, size, len) != napi_ok) {
+    st_throw(env, "ST_NATIVE_ARG", not_string);
+    return 0;
+  }
+  if (*len < min_len || *len >= size - 1) {
+    st_throw(env, "ST_NATIVE_ARG", bad_length);
+    return 0;
+  }
+  return 1;
+}
+
+int st_get_tx_batch(napi_env env, const napi_value *a, int stride, st_tx_batch *out) {
+  size_t desc_len;
+  if (!st_get_bytes(env, a[0], "slab must be a Uint8Array", &out->slab, &out->slab_len)) return 0;
+  if (!st_get_i32(env, a[1], "desc must be an Int32Array", &out->desc, &desc_len)) return 0;
+  if (!st_get_int(env, a[2], "count must be an integer", &out->count)) return 0;
+  if (out->count < 0 || (size_t)out->count * (size_t)stride > desc_len) {
+    char msg[32];
+    snprintf(msg, sizeof msg, "count exceeds desc / %d", stride);
+    st_throw(env, "ST_NATIVE_ARG", msg);
     return 0;
   }
   return 1;
@@ -219,15 +237,22 @@ napi_value st_io_wrap(napi_env env, int kind, int fd, int meta_stride, st_io_rx_
   return ext;
 }
 
-st_io *st_io_unwrap(napi_env env, napi_value v, int kind) {
+/* The handle behind a JS value, open or closed; NULL (nothing thrown) if it is none. */
+static st_io *io_lookup(napi_env env, napi_value v) {
   bool tagged = false;
   void *data = NULL;
   if (napi_check_object_type_tag(env, v, &st_io_tag, &tagged) != napi_ok || !tagged ||
-      napi_get_value_external(env, v, &data) != napi_ok) {
+      napi_get_value_external(env, v, &data) != napi_ok)
+    return NULL;
+  return (st_io *)data;
+}
+
+st_io *st_io_unwrap(napi_env env, napi_value v, int kind) {
+  st_io *h = io_lookup(env, v);
+  if (!h) {
     st_throw(env, "ST_NATIVE_ARG", "handle: not a sectunnel I/O handle");
     return NULL;
   }
-  st_io *h = (st_io *)data;
   if (kind && h->kind != kind) {
     st_throw(env, "ST_NATIVE_ARG", kind == ST_KIND_TAP ? "handle: not a TAP handle" : "handle: not a UDP handle");
     return NULL;
@@ -239,15 +264,22 @@ st_io *st_io_unwrap(napi_env env, napi_value v, int kind) {
   return h;
 }
 
+st_io *st_io_args(napi_env env, napi_callback_info info, size_t n, napi_value *a, const char *usage, int kind) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) return NULL;
+  if (usage && argc < n) {
+    st_throw(env, "ST_NATIVE_ARG", usage);
+    return NULL;
+  }
+  return st_io_unwrap(env, a[0], kind);
+}
+
 /* ---- JS: generic handle functions ---- */
 
 /* ioStart(handle, slab: Uint8Array, ring: Int32Array (offset, capacity)*, meta: Int32Array, cb, ready) */
 static napi_value js_io_start(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
   napi_value a[6];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  if (argc < 6) return st_throw(env, "ST_NATIVE_ARG", "ioStart(handle, slab, ring, meta, cb, ready)");
-  st_io *h = st_io_unwrap(env, a[0], 0);
+  st_io *h = st_io_args(env, info, 6, a, "ioStart(handle, slab, ring, meta, cb, ready)", 0);
   if (!h) return NULL;
   uint8_t *slab;
   size_t slab_len, ring_len, meta_len;
@@ -287,10 +319,8 @@ static napi_value js_io_start(napi_env env, napi_callback_info info) {
 
 /* ioResume(handle, ready): re-arms reading after the ring ran empty. */
 static napi_value js_io_resume(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value a[2];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  st_io *h = st_io_unwrap(env, a[0], 0);
+  st_io *h = st_io_args(env, info, 2, a, NULL, 0);
   if (!h) return NULL;
   int32_t ready;
   if (!st_get_int(env, a[1], "ready must be an integer", &ready)) return NULL;
@@ -305,10 +335,8 @@ static napi_value js_io_resume(napi_env env, napi_callback_info info) {
 
 /* ioPause(handle): stops reading; the ring stays registered. */
 static napi_value js_io_pause(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value a[1];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  st_io *h = st_io_unwrap(env, a[0], 0);
+  st_io *h = st_io_args(env, info, 1, a, NULL, 0);
   if (!h) return NULL;
   io_stop_polling(h);
   return NULL;
@@ -319,12 +347,9 @@ static napi_value js_io_close(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value a[1];
   CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  bool tagged = false;
-  void *data = NULL;
-  if (argc < 1 || napi_check_object_type_tag(env, a[0], &st_io_tag, &tagged) != napi_ok || !tagged ||
-      napi_get_value_external(env, a[0], &data) != napi_ok)
-    return st_throw(env, "ST_NATIVE_ARG", "handle: not a sectunnel I/O handle");
-  io_close((st_io *)data);
+  st_io *h = argc < 1 ? NULL : io_lookup(env, a[0]);
+  if (!h) return st_throw(env, "ST_NATIVE_ARG", "handle: not a sectunnel I/O handle");
+  io_close(h);
   return NULL;
 }
 
@@ -333,18 +358,14 @@ static napi_value js_io_stats(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value a[2];
   CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  bool tagged = false;
-  void *data = NULL;
-  if (argc < 2 || napi_check_object_type_tag(env, a[0], &st_io_tag, &tagged) != napi_ok || !tagged ||
-      napi_get_value_external(env, a[0], &data) != napi_ok)
-    return st_throw(env, "ST_NATIVE_ARG", "handle: not a sectunnel I/O handle");
-  napi_typedarray_type t;
+  st_io *h = argc < 2 ? NULL : io_lookup(env, a[0]);
+  if (!h) return st_throw(env, "ST_NATIVE_ARG", "handle: not a sectunnel I/O handle");
+  const char *what = "out must be a Float64Array of at least 10 entries";
+  void *out;
   size_t n;
-  void *d;
-  if (napi_get_typedarray_info(env, a[1], &t, &n, &d, NULL, NULL) != napi_ok || t != napi_float64_array ||
-      n < ST_STAT_COUNT)
-    return st_throw(env, "ST_NATIVE_ARG", "out must be a Float64Array of at least 10 entries");
-  memcpy(d, ((st_io *)data)->stats, sizeof(double) * ST_STAT_COUNT);
+  if (!get_typed(env, a[1], napi_float64_array, what, &out, &n)) return NULL;
+  if (n < ST_STAT_COUNT) return st_throw(env, "ST_NATIVE_ARG", what);
+  memcpy(out, h->stats, sizeof(double) * ST_STAT_COUNT);
   return NULL;
 }
 

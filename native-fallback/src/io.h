@@ -79,13 +79,34 @@ napi_status st_io_init(napi_env env, napi_value exports);
 
 /* Creates a handle for fd (taking ownership) and returns it as a JS external. */
 napi_value st_io_wrap(napi_env env, int kind, int fd, int meta_stride, st_io_rx_fn rx, st_io **out);
-/* The open handle of `kind` behind a JS value; throws and returns NULL otherwise. */
+/* The open handle of `kind` (0: any) behind a JS value; throws and returns NULL otherwise. */
 st_io *st_io_unwrap(napi_env env, napi_value v, int kind);
+/* Reads up to n arguments of a JS call into a (missing ones are undefined) and unwraps a[0]
+ * as st_io_unwrap does. With a `usage` text, fewer than n arguments throw it. Returns NULL
+ * after throwing (or when N-API fails). */
+st_io *st_io_args(napi_env env, napi_callback_info info, size_t n, napi_value *a, const char *usage, int kind);
+
 /* Reads a Uint8Array or Int32Array argument; throws (and returns 0) on a type mismatch. */
 int st_get_bytes(napi_env env, napi_value v, const char *what, uint8_t **data, size_t *len);
 int st_get_i32(napi_env env, napi_value v, const char *what, int32_t **data, size_t *len);
 /* Reads an int32 argument; throws (and returns 0) if it is not a number. */
 int st_get_int(napi_env env, napi_value v, const char *what, int32_t *out);
+/* Reads an interface name of min_len..size-2 octets into name[size] and its length; throws
+ * not_string or bad_length (and returns 0) otherwise. */
+int st_get_ifname(napi_env env, napi_value v, char *name, size_t size, size_t *len, size_t min_len,
+                  const char *not_string, const char *bad_length);
+
+/* The arguments of a send call: slab, desc (`stride` int32 per entry) and the entry count. */
+typedef struct {
+  uint8_t *slab;
+  size_t slab_len;
+  int32_t *desc;
+  int32_t count;
+} st_tx_batch;
+
+/* Reads a[0..2] as (slab: Uint8Array, desc: Int32Array, count); throws (and returns 0) on a
+ * bad argument or a count beyond desc / stride. */
+int st_get_tx_batch(napi_env env, const napi_value *a, int stride, st_tx_batch *out);
 
 #define CHECK(call)                     \
   do {                                  \

@@ -178,9 +178,9 @@ static int packet_rx(st_io *h, int ready) {
   return n;
 }
 
-/* The open packet-socket handle behind a JS value; throws and returns NULL otherwise. */
-static st_io *packet_unwrap(napi_env env, napi_value v) {
-  st_io *h = st_io_unwrap(env, v, 0);
+/* st_io_args for a packet-socket handle (an open handle of another kind throws). */
+static st_io *packet_args(napi_env env, napi_callback_info info, size_t n, napi_value *a, const char *usage) {
+  st_io *h = st_io_args(env, info, n, a, usage, 0);
   if (!h) return NULL;
   if (h->kind != ST_KIND_PACKET) {
     st_throw(env, "ST_NATIVE_ARG", "handle: not a packet-socket handle");
@@ -205,9 +205,9 @@ static napi_value js_packet_open(napi_env env, napi_callback_info info) {
   if (argc < 3) return st_throw(env, "ST_NATIVE_ARG", "packetOpen(ifname, flags, rcvbufBytes)");
   char name[IFNAMSIZ + 1];
   size_t name_len;
-  if (napi_get_value_string_utf8(env, a[0], name, sizeof name, &name_len) != napi_ok)
-    return st_throw(env, "ST_NATIVE_ARG", "packetOpen: ifname must be a string");
-  if (name_len == 0 || name_len >= IFNAMSIZ) return st_throw(env, "ST_NATIVE_ARG", "packetOpen: ifname must be 1..15 octets");
+  if (!st_get_ifname(env, a[0], name, sizeof name, &name_len, 1, "packetOpen: ifname must be a string",
+                     "packetOpen: ifname must be 1..15 octets"))
+    return NULL;
   int32_t flags, rcvbuf;
   if (!st_get_int(env, a[1], "packetOpen: flags must be an integer", &flags)) return NULL;
   if (!st_get_int(env, a[2], "packetOpen: rcvbufBytes must be an integer", &rcvbuf)) return NULL;
@@ -319,19 +319,14 @@ static int packet_link_gone(int e) { return e == ENETDOWN || e == ENXIO || e == 
 
 /* packetSend(handle, slab: Uint8Array, desc: Int32Array (offset, length)*, count) -> frames sent. */
 static napi_value js_packet_send(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value a[4];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  if (argc < 4) return st_throw(env, "ST_NATIVE_ARG", "packetSend(handle, slab, desc, count)");
-  st_io *h = packet_unwrap(env, a[0]);
+  st_io *h = packet_args(env, info, 4, a, "packetSend(handle, slab, desc, count)");
   if (!h) return NULL;
-  uint8_t *slab;
-  size_t slab_len, desc_len;
-  int32_t *desc, count;
-  if (!st_get_bytes(env, a[1], "slab must be a Uint8Array", &slab, &slab_len)) return NULL;
-  if (!st_get_i32(env, a[2], "desc must be an Int32Array", &desc, &desc_len)) return NULL;
-  if (!st_get_int(env, a[3], "count must be an integer", &count)) return NULL;
-  if (count < 0 || (size_t)count * 2 > desc_len) return st_throw(env, "ST_NATIVE_ARG", "count exceeds desc / 2");
+  st_tx_batch b;
+  if (!st_get_tx_batch(env, a + 1, 2, &b)) return NULL;
+  uint8_t *slab = b.slab;
+  size_t slab_len = b.slab_len;
+  int32_t *desc = b.desc, count = b.count;
 
   struct mmsghdr msgs[PACKET_BATCH];
   struct iovec iov[PACKET_BATCH];
@@ -387,10 +382,8 @@ static napi_value js_packet_send(napi_env env, napi_callback_info info) {
 /* packetTakeError(handle) -> the socket's pending error (SO_ERROR, which clears it), 0 if none.
  * Recorded as the handle's lastErrno. libuv reports a socket error (POLLERR) as EBADF; this says which. */
 static napi_value js_packet_take_error(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value a[1];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  st_io *h = packet_unwrap(env, a[0]);
+  st_io *h = packet_args(env, info, 1, a, NULL);
   if (!h) return NULL;
   int err = 0;
   socklen_t elen = sizeof err;
@@ -403,10 +396,8 @@ static napi_value js_packet_take_error(napi_env env, napi_callback_info info) {
 
 /* packetKernelDrops(handle) -> frames the kernel dropped because the receive buffer was full, since open. */
 static napi_value js_packet_kernel_drops(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value a[1];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  st_io *h = packet_unwrap(env, a[0]);
+  st_io *h = packet_args(env, info, 1, a, NULL);
   if (!h) return NULL;
   packet_state *ps = (packet_state *)h->ext;
   struct tpacket_stats st;

@@ -61,9 +61,9 @@ static napi_value js_tap_open(napi_env env, napi_callback_info info) {
   if (argc < 2) return st_throw(env, "ST_NATIVE_ARG", "tapOpen(name, flags)");
   char name[IFNAMSIZ + 1];
   size_t name_len;
-  if (napi_get_value_string_utf8(env, a[0], name, sizeof name, &name_len) != napi_ok)
-    return st_throw(env, "ST_NATIVE_ARG", "tapOpen: name must be a string");
-  if (name_len >= IFNAMSIZ) return st_throw(env, "ST_NATIVE_ARG", "tapOpen: name must be at most 15 octets");
+  if (!st_get_ifname(env, a[0], name, sizeof name, &name_len, 0, "tapOpen: name must be a string",
+                     "tapOpen: name must be at most 15 octets"))
+    return NULL;
   int32_t flags;
   if (!st_get_int(env, a[1], "tapOpen: flags must be an integer", &flags)) return NULL;
 
@@ -100,10 +100,8 @@ static napi_value js_tap_open(napi_env env, napi_callback_info info) {
 
 /* tapSetPersist(handle, on: boolean) */
 static napi_value js_tap_set_persist(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value a[2];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  st_io *h = st_io_unwrap(env, a[0], ST_KIND_TAP);
+  st_io *h = st_io_args(env, info, 2, a, NULL, ST_KIND_TAP);
   if (!h) return NULL;
   bool on;
   if (napi_get_value_bool(env, a[1], &on) != napi_ok) return st_throw(env, "ST_NATIVE_ARG", "on must be a boolean");
@@ -116,12 +114,12 @@ static napi_value js_tap_set_link(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value a[3];
   CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  const char *usage = "tapSetLink(name: 1..15 octets, mtu, up)";
   char name[IFNAMSIZ + 1];
   size_t name_len;
   int32_t mtu, up;
-  if (argc < 3 || napi_get_value_string_utf8(env, a[0], name, sizeof name, &name_len) != napi_ok || name_len == 0 ||
-      name_len >= IFNAMSIZ)
-    return st_throw(env, "ST_NATIVE_ARG", "tapSetLink(name: 1..15 octets, mtu, up)");
+  if (argc < 3) return st_throw(env, "ST_NATIVE_ARG", usage);
+  if (!st_get_ifname(env, a[0], name, sizeof name, &name_len, 1, usage, usage)) return NULL;
   if (!st_get_int(env, a[1], "mtu must be an integer", &mtu)) return NULL;
   if (!st_get_int(env, a[2], "up must be an integer", &up)) return NULL;
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -158,29 +156,21 @@ static napi_value js_tap_set_link(napi_env env, napi_callback_info info) {
 /* tapWrite(handle, slab: Uint8Array, desc: Int32Array (offset, length)*, count) -> frames written.
  * Never throws on a per-frame failure: EAGAIN/ENOBUFS/EIO count as drops, others as errors. */
 static napi_value js_tap_write(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value a[4];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  if (argc < 4) return st_throw(env, "ST_NATIVE_ARG", "tapWrite(handle, slab, desc, count)");
-  st_io *h = st_io_unwrap(env, a[0], ST_KIND_TAP);
+  st_io *h = st_io_args(env, info, 4, a, "tapWrite(handle, slab, desc, count)", ST_KIND_TAP);
   if (!h) return NULL;
-  uint8_t *slab;
-  size_t slab_len, desc_len;
-  int32_t *desc, count;
-  if (!st_get_bytes(env, a[1], "slab must be a Uint8Array", &slab, &slab_len)) return NULL;
-  if (!st_get_i32(env, a[2], "desc must be an Int32Array", &desc, &desc_len)) return NULL;
-  if (!st_get_int(env, a[3], "count must be an integer", &count)) return NULL;
-  if (count < 0 || (size_t)count * 2 > desc_len) return st_throw(env, "ST_NATIVE_ARG", "count exceeds desc / 2");
+  st_tx_batch b;
+  if (!st_get_tx_batch(env, a + 1, 2, &b)) return NULL;
   int written = 0;
-  for (int i = 0; i < count; i++) {
-    int32_t off = desc[2 * i], len = desc[2 * i + 1];
-    if (off < 0 || len <= 0 || (size_t)off + (size_t)len > slab_len) {
+  for (int i = 0; i < b.count; i++) {
+    int32_t off = b.desc[2 * i], len = b.desc[2 * i + 1];
+    if (off < 0 || len <= 0 || (size_t)off + (size_t)len > b.slab_len) {
       h->stats[ST_TX_ERRORS]++;
       h->stats[ST_LAST_ERRNO] = EINVAL;
       continue;
     }
     ssize_t r;
-    do r = write(h->fd, slab + off, (size_t)len);
+    do r = write(h->fd, b.slab + off, (size_t)len);
     while (r < 0 && errno == EINTR);
     if (r < 0) {
       int e = errno;

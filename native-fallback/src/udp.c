@@ -278,11 +278,8 @@ static napi_value js_udp_open(napi_env env, napi_callback_info info) {
 
 /* udpSetPeer(handle, index, family 4|6, address: Uint8Array(4|16), port) */
 static napi_value js_udp_set_peer(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value a[5];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  if (argc < 5) return st_throw(env, "ST_NATIVE_ARG", "udpSetPeer(handle, index, family, address, port)");
-  st_io *h = st_io_unwrap(env, a[0], ST_KIND_UDP);
+  st_io *h = st_io_args(env, info, 5, a, "udpSetPeer(handle, index, family, address, port)", ST_KIND_UDP);
   if (!h) return NULL;
   udp_state *u = (udp_state *)h->ext;
   int32_t idx, family, port;
@@ -328,10 +325,8 @@ static napi_value js_udp_set_peer(napi_env env, napi_callback_info info) {
 
 /* udpClearPeer(handle, index): later sends naming it count as errors. */
 static napi_value js_udp_clear_peer(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value a[2];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  st_io *h = st_io_unwrap(env, a[0], ST_KIND_UDP);
+  st_io *h = st_io_args(env, info, 2, a, NULL, ST_KIND_UDP);
   if (!h) return NULL;
   udp_state *u = (udp_state *)h->ext;
   int32_t idx;
@@ -345,20 +340,15 @@ static napi_value js_udp_clear_peer(napi_env env, napi_callback_info info) {
 
 /* udpSend(handle, slab: Uint8Array, desc: Int32Array (offset, length, peer)*, count) -> datagrams sent. */
 static napi_value js_udp_send(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value a[4];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  if (argc < 4) return st_throw(env, "ST_NATIVE_ARG", "udpSend(handle, slab, desc, count)");
-  st_io *h = st_io_unwrap(env, a[0], ST_KIND_UDP);
+  st_io *h = st_io_args(env, info, 4, a, "udpSend(handle, slab, desc, count)", ST_KIND_UDP);
   if (!h) return NULL;
   udp_state *u = (udp_state *)h->ext;
-  uint8_t *slab;
-  size_t slab_len, desc_len;
-  int32_t *desc, count;
-  if (!st_get_bytes(env, a[1], "slab must be a Uint8Array", &slab, &slab_len)) return NULL;
-  if (!st_get_i32(env, a[2], "desc must be an Int32Array", &desc, &desc_len)) return NULL;
-  if (!st_get_int(env, a[3], "count must be an integer", &count)) return NULL;
-  if (count < 0 || (size_t)count * 3 > desc_len) return st_throw(env, "ST_NATIVE_ARG", "count exceeds desc / 3");
+  st_tx_batch b;
+  if (!st_get_tx_batch(env, a + 1, 3, &b)) return NULL;
+  uint8_t *slab = b.slab;
+  size_t slab_len = b.slab_len;
+  int32_t *desc = b.desc, count = b.count;
 
   struct mmsghdr msgs[UDP_BATCH];
   struct iovec iov[UDP_BATCH];
