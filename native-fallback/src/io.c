@@ -117,8 +117,7 @@ static void io_on_readable(uv_poll_t *p, int status, int events) {
   st_io *h = (st_io *)p->data;
   if (h->closed || !h->ring) return;
   if (status < 0) {
-    h->stats[ST_RX_ERRORS]++;
-    h->stats[ST_LAST_ERRNO] = -status;
+    st_io_count(h, ST_RX_ERRORS, -status);
     io_stop_polling(h);
     io_call_js(h, 0, -status);
     return;
@@ -130,8 +129,7 @@ static void io_on_readable(uv_poll_t *p, int status, int events) {
   int n = h->rx(h, h->ready);
   if (n == 0) return;
   if (n < 0) {
-    h->stats[ST_RX_ERRORS]++;
-    h->stats[ST_LAST_ERRNO] = -n;
+    st_io_count(h, ST_RX_ERRORS, -n);
     io_stop_polling(h);
     io_call_js(h, 0, -n);
     return;
@@ -272,6 +270,42 @@ st_io *st_io_args(napi_env env, napi_callback_info info, size_t n, napi_value *a
     return NULL;
   }
   return st_io_unwrap(env, a[0], kind);
+}
+
+/* ---- batched sockets (UDP, packet) ---- */
+
+int st_io_send_chunk(st_io *h, struct mmsghdr *msgs, const struct iovec *iov, int m, int (*link_gone)(int e),
+                     int *sent) {
+  int k = 0;
+  while (k < m) {
+    int r = sendmmsg(h->fd, msgs + k, (unsigned)(m - k), MSG_DONTWAIT);
+    if (r > 0) {
+      for (int j = k; j < k + r; j++) h->stats[ST_TX_BYTES] += (double)iov[j].iov_len;
+      h->stats[ST_TX_PACKETS] += r;
+      *sent += r;
+      k += r;
+      continue;
+    }
+    int e = r < 0 ? errno : EIO;
+    if (e == EINTR) continue;
+    h->stats[ST_LAST_ERRNO] = e;
+    if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
+      h->stats[ST_TX_DROPPED] += m - k; /* the socket buffer is full: the rest of this chunk is dropped */
+      return 0;
+    }
+    if (link_gone && link_gone(e)) {
+      h->stats[ST_TX_DROPPED] += m - k;
+      return 1;
+    }
+    h->stats[ST_TX_ERRORS]++; /* this message fails (EMSGSIZE, unreachable, ...): skip it */
+    k++;
+  }
+  return 0;
+}
+
+void st_set_sockbuf(int fd, int force_opt, int opt, int bytes) {
+  if (bytes <= 0) return;
+  if (setsockopt(fd, SOL_SOCKET, force_opt, &bytes, sizeof bytes) < 0) setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof bytes);
 }
 
 /* ---- JS: generic handle functions ---- */

@@ -1,5 +1,6 @@
 /* The fd handle that TAP (tap.c), UDP (udp.c) and packet sockets (packet.c)
- * share, implemented in io.c.
+ * share, implemented in io.c. Include it first: it asks for the GNU
+ * declarations (struct mmsghdr, recvmmsg, sendmmsg) before any system header.
  *
  * An fd handle is a non-blocking descriptor with a batch reader driven by
  * uv_poll. JS lends it a receive ring: (offset, capacity) pairs into a slab
@@ -22,10 +23,18 @@
 #ifndef SECTUNNEL_IO_H
 #define SECTUNNEL_IO_H
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* struct mmsghdr, recvmmsg, sendmmsg */
+#endif
+
 #include "addon.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <uv.h>
 
 /* Counter slots reported by ioStats (same order as NATIVE_STAT_NAMES in src/io/tap.ts). */
@@ -107,6 +116,52 @@ typedef struct {
 /* Reads a[0..2] as (slab: Uint8Array, desc: Int32Array, count); throws (and returns 0) on a
  * bad argument or a count beyond desc / stride. */
 int st_get_tx_batch(napi_env env, const napi_value *a, int stride, st_tx_batch *out);
+
+/* Sends msgs[0..m) (message j over the single buffer iov[j]) with sendmmsg, adding the
+ * messages sent to *sent and to the handle's tx counters. A full queue (EAGAIN/ENOBUFS)
+ * drops the rest of the chunk; an errno for which link_gone (may be NULL) holds drops the
+ * rest and returns 1: nothing more can go. Any other errno counts one tx error and skips
+ * that message. Returns 0 otherwise. */
+int st_io_send_chunk(st_io *h, struct mmsghdr *msgs, const struct iovec *iov, int m, int (*link_gone)(int e),
+                     int *sent);
+
+/* Best effort: the privileged *FORCE socket option first (beyond [rw]mem_max), then the plain one. */
+void st_set_sockbuf(int fd, int force_opt, int opt, int bytes);
+
+/* Counts one event in stats[slot] and records its errno. */
+static inline void st_io_count(st_io *h, int slot, int err) {
+  h->stats[slot]++;
+  h->stats[ST_LAST_ERRNO] = err;
+}
+
+/* Points iov at ring entry i; 0 if the entry does not lie inside the slab. */
+static inline int st_io_ring_iov(const st_io *h, int i, struct iovec *iov) {
+  int32_t off = h->ring[2 * i], cap = h->ring[2 * i + 1];
+  if (off < 0 || cap <= 0 || (size_t)off + (size_t)cap > h->slab_len) return 0;
+  iov->iov_base = h->slab + off;
+  iov->iov_len = (size_t)cap;
+  return 1;
+}
+
+/* A message header over the single buffer iov, to or from the address `name` (may be NULL). */
+static inline void st_mmsg_set(struct mmsghdr *m, struct iovec *iov, void *name, socklen_t name_len) {
+  memset(&m->msg_hdr, 0, sizeof m->msg_hdr);
+  m->msg_hdr.msg_name = name;
+  m->msg_hdr.msg_namelen = name_len;
+  m->msg_hdr.msg_iov = iov;
+  m->msg_hdr.msg_iovlen = 1;
+}
+
+/* Points msgs[0..want) at ring entries n..n+want-1 for recvmmsg, message j with the source
+ * address buffer names + j * name_bytes. Returns 0 if an entry does not lie inside the slab. */
+static inline int st_io_recv_prepare(const st_io *h, int n, int want, struct mmsghdr *msgs, struct iovec *iov,
+                                     void *names, socklen_t name_bytes) {
+  for (int j = 0; j < want; j++) {
+    if (!st_io_ring_iov(h, n + j, &iov[j])) return 0;
+    st_mmsg_set(&msgs[j], &iov[j], (char *)names + (size_t)j * name_bytes, name_bytes);
+  }
+  return 1;
+}
 
 #define CHECK(call)                     \
   do {                                  \

@@ -117,16 +117,8 @@ static int packet_rx(st_io *h, int ready) {
   int n = 0;
   while (n < ready) {
     int want = ready - n < PACKET_BATCH ? ready - n : PACKET_BATCH;
+    if (!st_io_recv_prepare(h, n, want, msgs, iov, from, sizeof from[0])) return n ? n : -EINVAL;
     for (int j = 0; j < want; j++) {
-      int32_t off = h->ring[2 * (n + j)], cap = h->ring[2 * (n + j) + 1];
-      if (off < 0 || cap <= 0 || (size_t)off + (size_t)cap > h->slab_len) return n ? n : -EINVAL;
-      iov[j].iov_base = h->slab + off;
-      iov[j].iov_len = (size_t)cap;
-      memset(&msgs[j].msg_hdr, 0, sizeof msgs[j].msg_hdr);
-      msgs[j].msg_hdr.msg_name = &from[j];
-      msgs[j].msg_hdr.msg_namelen = sizeof from[j];
-      msgs[j].msg_hdr.msg_iov = &iov[j];
-      msgs[j].msg_hdr.msg_iovlen = 1;
       msgs[j].msg_hdr.msg_control = ctl[j].buf;
       msgs[j].msg_hdr.msg_controllen = sizeof ctl[j].buf;
     }
@@ -137,8 +129,7 @@ static int packet_rx(st_io *h, int ready) {
       if (e == EINTR) continue;
       if (e == EAGAIN || e == EWOULDBLOCK) break;
       if (e == ENOMEM || e == ENOBUFS) { /* transient: count, try again on the next event */
-        h->stats[ST_RX_ERRORS]++;
-        h->stats[ST_LAST_ERRNO] = e;
+        st_io_count(h, ST_RX_ERRORS, e);
         break;
       }
       return -e; /* ENETDOWN (link down, deleted, moved away) and anything unexpected: stop for good */
@@ -254,8 +245,7 @@ static napi_value js_packet_open(napi_env env, napi_callback_info info) {
     close(fd);
     return packet_throw(env, "PACKET_AUXDATA on", name, err);
   }
-  if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf); /* unprivileged: capped at rmem_max */
+  st_set_sockbuf(fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf); /* unprivileged: capped at rmem_max */
 
   struct sockaddr_ll sll;
   memset(&sll, 0, sizeof sll);
@@ -312,8 +302,6 @@ static napi_value js_packet_open(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* Queue full: the rest of this chunk cannot go either. */
-static int packet_queue_full(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS; }
 /* The link is down or gone (ENXIO: unbound after the device was deleted): nothing more can go. */
 static int packet_link_gone(int e) { return e == ENETDOWN || e == ENXIO || e == ENODEV || e == EIO; }
 
@@ -324,54 +312,27 @@ static napi_value js_packet_send(napi_env env, napi_callback_info info) {
   if (!h) return NULL;
   st_tx_batch b;
   if (!st_get_tx_batch(env, a + 1, 2, &b)) return NULL;
-  uint8_t *slab = b.slab;
-  size_t slab_len = b.slab_len;
-  int32_t *desc = b.desc, count = b.count;
 
   struct mmsghdr msgs[PACKET_BATCH];
   struct iovec iov[PACKET_BATCH];
   int sent = 0, i = 0, gone = 0;
-  while (i < count && !gone) {
+  while (i < b.count && !gone) {
     int m = 0;
-    for (; m < PACKET_BATCH && i < count; i++) {
-      int32_t off = desc[2 * i], len = desc[2 * i + 1];
-      if (off < 0 || len <= 0 || (size_t)off + (size_t)len > slab_len) {
-        h->stats[ST_TX_ERRORS]++;
-        h->stats[ST_LAST_ERRNO] = EINVAL;
+    for (; m < PACKET_BATCH && i < b.count; i++) {
+      int32_t off = b.desc[2 * i], len = b.desc[2 * i + 1];
+      if (off < 0 || len <= 0 || (size_t)off + (size_t)len > b.slab_len) {
+        st_io_count(h, ST_TX_ERRORS, EINVAL);
         continue;
       }
-      iov[m].iov_base = slab + off;
+      iov[m].iov_base = b.slab + off;
       iov[m].iov_len = (size_t)len;
-      memset(&msgs[m].msg_hdr, 0, sizeof msgs[m].msg_hdr);
-      msgs[m].msg_hdr.msg_iov = &iov[m]; /* no address: out of the bound interface */
-      msgs[m].msg_hdr.msg_iovlen = 1;
+      st_mmsg_set(&msgs[m], &iov[m], NULL, 0); /* no address: out of the bound interface */
       m++;
     }
-    int k = 0;
-    while (k < m) {
-      int r = sendmmsg(h->fd, msgs + k, (unsigned)(m - k), MSG_DONTWAIT);
-      if (r > 0) {
-        for (int j = k; j < k + r; j++) h->stats[ST_TX_BYTES] += (double)iov[j].iov_len;
-        h->stats[ST_TX_PACKETS] += r;
-        sent += r;
-        k += r;
-        continue;
-      }
-      int e = r < 0 ? errno : EIO;
-      if (e == EINTR) continue;
-      h->stats[ST_LAST_ERRNO] = e;
-      if (packet_queue_full(e)) {
-        h->stats[ST_TX_DROPPED] += m - k;
-        break;
-      }
-      if (packet_link_gone(e)) {
-        h->stats[ST_TX_DROPPED] += m - k;
-        for (; i < count; i++) h->stats[ST_TX_DROPPED]++; /* the rest of the batch too */
-        gone = 1;
-        break;
-      }
-      h->stats[ST_TX_ERRORS]++; /* this frame fails (EMSGSIZE, EINVAL for one shorter than 14 octets): skip it */
-      k++;
+    /* A frame that fails (EMSGSIZE, EINVAL for one shorter than 14 octets) is skipped. */
+    if (st_io_send_chunk(h, msgs, iov, m, packet_link_gone, &sent)) {
+      h->stats[ST_TX_DROPPED] += b.count - i; /* the rest of the batch too */
+      gone = 1;
     }
   }
   napi_value out;

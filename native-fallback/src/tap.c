@@ -30,10 +30,9 @@ static int tap_rx(st_io *h, int ready) {
   int n = 0;
   uint8_t scratch;
   while (n < ready) {
-    int32_t off = h->ring[2 * n], cap = h->ring[2 * n + 1];
-    if (off < 0 || cap <= 0 || (size_t)off + (size_t)cap > h->slab_len) return n ? n : -EINVAL;
-    /* The scratch octet tells a frame that did not fit (readv returns cap + 1) from one that did. */
-    struct iovec iov[2] = {{h->slab + off, (size_t)cap}, {&scratch, 1}};
+    /* The scratch octet tells a frame that did not fit (readv returns capacity + 1) from one that did. */
+    struct iovec iov[2] = {{NULL, 0}, {&scratch, 1}};
+    if (!st_io_ring_iov(h, n, &iov[0])) return n ? n : -EINVAL;
     ssize_t r = readv(h->fd, iov, 2);
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -41,7 +40,7 @@ static int tap_rx(st_io *h, int ready) {
       return n ? n : -errno;
     }
     if (r == 0) break;
-    if (r > cap) {
+    if ((size_t)r > iov[0].iov_len) {
       h->stats[ST_RX_TRUNCATED]++;
       continue;
     }
@@ -165,8 +164,7 @@ static napi_value js_tap_write(napi_env env, napi_callback_info info) {
   for (int i = 0; i < b.count; i++) {
     int32_t off = b.desc[2 * i], len = b.desc[2 * i + 1];
     if (off < 0 || len <= 0 || (size_t)off + (size_t)len > b.slab_len) {
-      h->stats[ST_TX_ERRORS]++;
-      h->stats[ST_LAST_ERRNO] = EINVAL;
+      st_io_count(h, ST_TX_ERRORS, EINVAL);
       continue;
     }
     ssize_t r;
@@ -174,8 +172,7 @@ static napi_value js_tap_write(napi_env env, napi_callback_info info) {
     while (r < 0 && errno == EINTR);
     if (r < 0) {
       int e = errno;
-      h->stats[(e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS || e == EIO) ? ST_TX_DROPPED : ST_TX_ERRORS]++;
-      h->stats[ST_LAST_ERRNO] = e;
+      st_io_count(h, (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS || e == EIO) ? ST_TX_DROPPED : ST_TX_ERRORS, e);
       continue;
     }
     written++;

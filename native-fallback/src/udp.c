@@ -136,17 +136,7 @@ static int udp_rx(st_io *h, int ready) {
   int n = 0;
   while (n < ready) {
     int want = ready - n < UDP_BATCH ? ready - n : UDP_BATCH;
-    for (int j = 0; j < want; j++) {
-      int32_t off = h->ring[2 * (n + j)], cap = h->ring[2 * (n + j) + 1];
-      if (off < 0 || cap <= 0 || (size_t)off + (size_t)cap > h->slab_len) return n ? n : -EINVAL;
-      iov[j].iov_base = h->slab + off;
-      iov[j].iov_len = (size_t)cap;
-      memset(&msgs[j].msg_hdr, 0, sizeof msgs[j].msg_hdr);
-      msgs[j].msg_hdr.msg_name = &from[j];
-      msgs[j].msg_hdr.msg_namelen = sizeof from[j];
-      msgs[j].msg_hdr.msg_iov = &iov[j];
-      msgs[j].msg_hdr.msg_iovlen = 1;
-    }
+    if (!st_io_recv_prepare(h, n, want, msgs, iov, from, sizeof from[0])) return n ? n : -EINVAL;
     int k = recvmmsg(h->fd, msgs, (unsigned)want, MSG_DONTWAIT, NULL);
     if (k < 0) {
       int e = errno;
@@ -154,8 +144,7 @@ static int udp_rx(st_io *h, int ready) {
       if (e == EAGAIN || e == EWOULDBLOCK) break;
       /* Errors queued on the socket (ICMP unreachable and the like) are reported once: count, go on. */
       if (e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH || e == ENOMEM || e == ENOBUFS) {
-        h->stats[ST_RX_ERRORS]++;
-        h->stats[ST_LAST_ERRNO] = e;
+        st_io_count(h, ST_RX_ERRORS, e);
         break;
       }
       return n ? n : -e;
@@ -174,13 +163,6 @@ static int udp_rx(st_io *h, int ready) {
     if (k < want) break;
   }
   return n;
-}
-
-/* Best effort: the privileged *FORCE option first (beyond rmem_max), then the plain one. */
-static void udp_set_buf(int fd, int force_opt, int opt, int bytes) {
-  if (bytes <= 0) return;
-  if (setsockopt(fd, SOL_SOCKET, force_opt, &bytes, sizeof bytes) < 0)
-    setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof bytes);
 }
 
 /* udpOpen(family 4|6, address, port, rcvbufBytes, sndbufBytes, reuseAddr)
@@ -233,8 +215,8 @@ static napi_value js_udp_open(napi_env env, napi_callback_info info) {
   int one = 1;
   if (reuse) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (family == 6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  udp_set_buf(fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf);
-  udp_set_buf(fd, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf);
+  st_set_sockbuf(fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf);
+  st_set_sockbuf(fd, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf);
   if (bind(fd, &sa.sa, sa_len) < 0) {
     int e = errno;
     close(fd);
@@ -346,52 +328,25 @@ static napi_value js_udp_send(napi_env env, napi_callback_info info) {
   udp_state *u = (udp_state *)h->ext;
   st_tx_batch b;
   if (!st_get_tx_batch(env, a + 1, 3, &b)) return NULL;
-  uint8_t *slab = b.slab;
-  size_t slab_len = b.slab_len;
-  int32_t *desc = b.desc, count = b.count;
 
   struct mmsghdr msgs[UDP_BATCH];
   struct iovec iov[UDP_BATCH];
   int sent = 0, i = 0;
-  while (i < count) {
+  while (i < b.count) {
     int m = 0;
-    for (; m < UDP_BATCH && i < count; i++) {
-      int32_t off = desc[3 * i], len = desc[3 * i + 1], peer = desc[3 * i + 2];
-      if (off < 0 || len < 0 || (size_t)off + (size_t)len > slab_len || peer < 0 || peer >= u->peer_cap ||
+    for (; m < UDP_BATCH && i < b.count; i++) {
+      int32_t off = b.desc[3 * i], len = b.desc[3 * i + 1], peer = b.desc[3 * i + 2];
+      if (off < 0 || len < 0 || (size_t)off + (size_t)len > b.slab_len || peer < 0 || peer >= u->peer_cap ||
           !u->peers[peer].addr_len) {
-        h->stats[ST_TX_ERRORS]++;
-        h->stats[ST_LAST_ERRNO] = EINVAL;
+        st_io_count(h, ST_TX_ERRORS, EINVAL);
         continue;
       }
-      iov[m].iov_base = slab + off;
+      iov[m].iov_base = b.slab + off;
       iov[m].iov_len = (size_t)len;
-      memset(&msgs[m].msg_hdr, 0, sizeof msgs[m].msg_hdr);
-      msgs[m].msg_hdr.msg_name = &u->peers[peer].addr.sa;
-      msgs[m].msg_hdr.msg_namelen = u->peers[peer].addr_len;
-      msgs[m].msg_hdr.msg_iov = &iov[m];
-      msgs[m].msg_hdr.msg_iovlen = 1;
+      st_mmsg_set(&msgs[m], &iov[m], &u->peers[peer].addr.sa, u->peers[peer].addr_len);
       m++;
     }
-    int k = 0;
-    while (k < m) {
-      int r = sendmmsg(h->fd, msgs + k, (unsigned)(m - k), MSG_DONTWAIT);
-      if (r > 0) {
-        for (int j = k; j < k + r; j++) h->stats[ST_TX_BYTES] += (double)iov[j].iov_len;
-        h->stats[ST_TX_PACKETS] += r;
-        sent += r;
-        k += r;
-        continue;
-      }
-      int e = r < 0 ? errno : EIO;
-      if (e == EINTR) continue;
-      h->stats[ST_LAST_ERRNO] = e;
-      if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
-        h->stats[ST_TX_DROPPED] += m - k; /* the socket buffer is full: the rest of this chunk is dropped */
-        break;
-      }
-      h->stats[ST_TX_ERRORS]++; /* this datagram fails (EMSGSIZE, unreachable, ...): skip it */
-      k++;
-    }
+    st_io_send_chunk(h, msgs, iov, m, NULL, &sent); /* a datagram that fails (EMSGSIZE, unreachable, ...) is skipped */
   }
   napi_value out;
   CHECK(napi_create_int32(env, sent, &out));
