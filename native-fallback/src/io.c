@@ -200,22 +200,30 @@ int st_get_tx_batch(napi_env env, const napi_value *a, int stride, st_tx_batch *
   return 1;
 }
 
-napi_value st_io_wrap(napi_env env, int kind, int fd, int meta_stride, st_io_rx_fn rx, st_io **out) {
+/* Closes fd and frees ext after a failed st_io_wrap; returns NULL. */
+static napi_value io_wrap_failed(int fd, void *ext, void (*free_ext)(void *)) {
+  close(fd);
+  if (free_ext) free_ext(ext);
+  return NULL;
+}
+
+napi_value st_io_wrap(napi_env env, int kind, int fd, int meta_stride, st_io_rx_fn rx, void *ext,
+                      void (*free_ext)(void *)) {
   uv_loop_t *loop;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
-    close(fd);
-    return st_throw(env, "ST_NATIVE_LOOP", "napi_get_uv_event_loop failed");
+    st_throw(env, "ST_NATIVE_LOOP", "napi_get_uv_event_loop failed");
+    return io_wrap_failed(fd, ext, free_ext);
   }
   st_io *h = (st_io *)calloc(1, sizeof *h);
   if (!h) {
-    close(fd);
-    return st_throw_errno(env, "calloc", ENOMEM);
+    st_throw_errno(env, "calloc", ENOMEM);
+    return io_wrap_failed(fd, ext, free_ext);
   }
   int rc = uv_poll_init(loop, &h->poll, fd);
   if (rc != 0) {
     free(h);
-    close(fd);
-    return st_throw_errno(env, "uv_poll_init", -rc);
+    st_throw_errno(env, "uv_poll_init", -rc);
+    return io_wrap_failed(fd, ext, free_ext);
   }
   h->poll.data = h;
   h->env = env;
@@ -223,16 +231,17 @@ napi_value st_io_wrap(napi_env env, int kind, int fd, int meta_stride, st_io_rx_
   h->fd = fd;
   h->meta_stride = meta_stride;
   h->rx = rx;
-  napi_value ext;
-  if (napi_create_external(env, h, io_finalize, NULL, &ext) != napi_ok) {
+  h->ext = ext;
+  h->free_ext = free_ext;
+  napi_value handle;
+  if (napi_create_external(env, h, io_finalize, NULL, &handle) != napi_ok) {
     io_close(h);
-    h->finalized = 1; /* freed by the close callback */
+    h->finalized = 1; /* freed (ext too) by the close callback */
     return NULL;
   }
-  napi_type_tag_object(env, ext, &st_io_tag);
+  napi_type_tag_object(env, handle, &st_io_tag);
   if (napi_add_env_cleanup_hook(env, io_cleanup_hook, h) == napi_ok) h->hooked = 1;
-  *out = h;
-  return ext;
+  return handle;
 }
 
 /* The handle behind a JS value, open or closed; NULL (nothing thrown) if it is none. */
@@ -262,14 +271,18 @@ st_io *st_io_unwrap(napi_env env, napi_value v, int kind) {
   return h;
 }
 
-st_io *st_io_args(napi_env env, napi_callback_info info, size_t n, napi_value *a, const char *usage, int kind) {
+int st_args(napi_env env, napi_callback_info info, size_t n, napi_value *a, const char *usage) {
   size_t argc = n;
-  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) return NULL;
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) return -1;
   if (usage && argc < n) {
     st_throw(env, "ST_NATIVE_ARG", usage);
-    return NULL;
+    return -1;
   }
-  return st_io_unwrap(env, a[0], kind);
+  return (int)argc;
+}
+
+st_io *st_io_args(napi_env env, napi_callback_info info, size_t n, napi_value *a, const char *usage, int kind) {
+  return st_args(env, info, n, a, usage) < 0 ? NULL : st_io_unwrap(env, a[0], kind);
 }
 
 /* ---- batched sockets (UDP, packet) ---- */
@@ -378,9 +391,9 @@ static napi_value js_io_pause(napi_env env, napi_callback_info info) {
 
 /* ioClose(handle): idempotent; never throws for an already closed handle. */
 static napi_value js_io_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value a[1];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  int argc = st_args(env, info, 1, a, NULL);
+  if (argc < 0) return NULL;
   st_io *h = argc < 1 ? NULL : io_lookup(env, a[0]);
   if (!h) return st_throw(env, "ST_NATIVE_ARG", "handle: not a sectunnel I/O handle");
   io_close(h);
@@ -389,9 +402,9 @@ static napi_value js_io_close(napi_env env, napi_callback_info info) {
 
 /* ioStats(handle, out: Float64Array(ST_STAT_COUNT)): copies the counters (also after close). */
 static napi_value js_io_stats(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value a[2];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  int argc = st_args(env, info, 2, a, NULL);
+  if (argc < 0) return NULL;
   st_io *h = argc < 2 ? NULL : io_lookup(env, a[0]);
   if (!h) return st_throw(env, "ST_NATIVE_ARG", "handle: not a sectunnel I/O handle");
   const char *what = "out must be a Float64Array of at least 10 entries";
@@ -404,12 +417,9 @@ static napi_value js_io_stats(napi_env env, napi_callback_info info) {
 }
 
 napi_status st_io_init(napi_env env, napi_value exports) {
-  napi_property_descriptor props[] = {
-      {"ioStart", NULL, js_io_start, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"ioResume", NULL, js_io_resume, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"ioPause", NULL, js_io_pause, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"ioClose", NULL, js_io_close, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"ioStats", NULL, js_io_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+  napi_property_descriptor fns[] = {
+      ST_FN("ioStart", js_io_start), ST_FN("ioResume", js_io_resume), ST_FN("ioPause", js_io_pause),
+      ST_FN("ioClose", js_io_close), ST_FN("ioStats", js_io_stats),
   };
-  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return ST_DEFINE(env, exports, fns);
 }

@@ -86,15 +86,19 @@ struct st_io {
 /* Registers ioStart, ioResume, ioPause, ioClose and ioStats on exports. */
 napi_status st_io_init(napi_env env, napi_value exports);
 
-/* Creates a handle for fd (taking ownership) and returns it as a JS external. */
-napi_value st_io_wrap(napi_env env, int kind, int fd, int meta_stride, st_io_rx_fn rx, st_io **out);
+/* Creates a handle for fd and the kind's state ext (may be NULL; freed with free_ext), taking
+ * ownership of both (also on failure), and returns it as a JS external. */
+napi_value st_io_wrap(napi_env env, int kind, int fd, int meta_stride, st_io_rx_fn rx, void *ext,
+                      void (*free_ext)(void *));
 /* The open handle of `kind` (0: any) behind a JS value; throws and returns NULL otherwise. */
 st_io *st_io_unwrap(napi_env env, napi_value v, int kind);
-/* Reads up to n arguments of a JS call into a (missing ones are undefined) and unwraps a[0]
- * as st_io_unwrap does. With a `usage` text, fewer than n arguments throw it. Returns NULL
- * after throwing (or when N-API fails). */
+/* st_args, then st_io_unwrap(a[0], kind). Returns NULL after throwing (or when N-API fails). */
 st_io *st_io_args(napi_env env, napi_callback_info info, size_t n, napi_value *a, const char *usage, int kind);
 
+/* Reads up to n arguments of a JS call into a (missing ones are undefined); returns how many
+ * were passed. -1 when N-API fails or, with a `usage` text, fewer than n were passed (then
+ * usage is thrown). */
+int st_args(napi_env env, napi_callback_info info, size_t n, napi_value *a, const char *usage);
 /* Reads a Uint8Array or Int32Array argument; throws (and returns 0) on a type mismatch. */
 int st_get_bytes(napi_env env, napi_value v, const char *what, uint8_t **data, size_t *len);
 int st_get_i32(napi_env env, napi_value v, const char *what, int32_t **data, size_t *len);
@@ -162,6 +166,11 @@ static inline int st_io_recv_prepare(const st_io *h, int n, int want, struct mms
   }
   return 1;
 }
+
+/* One entry of an init table: an enumerable JS function. */
+#define ST_FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
+/* Defines every function of an init table (an array of ST_FN) on exports. */
+#define ST_DEFINE(env, exports, table) napi_define_properties(env, exports, sizeof table / sizeof table[0], table)
 
 #define CHECK(call)                     \
   do {                                  \

@@ -190,10 +190,8 @@ static napi_value packet_throw(napi_env env, const char *what, const char *ifnam
 /* packetOpen(ifname, flags (1 inbound only, 2 promiscuous), rcvbufBytes (0 = leave))
  *   -> { handle, name, ifindex, ignoreOutgoing (the kernel filters outgoing frames) } */
 static napi_value js_packet_open(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value a[3];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  if (argc < 3) return st_throw(env, "ST_NATIVE_ARG", "packetOpen(ifname, flags, rcvbufBytes)");
+  if (st_args(env, info, 3, a, "packetOpen(ifname, flags, rcvbufBytes)") < 0) return NULL;
   char name[IFNAMSIZ + 1];
   size_t name_len;
   if (!st_get_ifname(env, a[0], name, sizeof name, &name_len, 1, "packetOpen: ifname must be a string",
@@ -282,14 +280,8 @@ static napi_value js_packet_open(napi_env env, napi_callback_info info) {
   }
   ps->ifindex = ifindex;
   ps->filter_outgoing = filter_outgoing;
-  st_io *h;
-  napi_value handle = st_io_wrap(env, ST_KIND_PACKET, fd, PACKET_META_STRIDE, packet_rx, &h);
-  if (!handle) {
-    free(ps);
-    return NULL;
-  }
-  h->ext = ps;
-  h->free_ext = packet_free;
+  napi_value handle = st_io_wrap(env, ST_KIND_PACKET, fd, PACKET_META_STRIDE, packet_rx, ps, packet_free);
+  if (!handle) return NULL;
   napi_value out, v;
   CHECK(napi_create_object(env, &out));
   CHECK(napi_set_named_property(env, out, "handle", handle));
@@ -370,11 +362,9 @@ static napi_value js_packet_kernel_drops(napi_env env, napi_callback_info info) 
 }
 
 napi_status st_packet_init(napi_env env, napi_value exports) {
-  napi_property_descriptor props[] = {
-      {"packetOpen", NULL, js_packet_open, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"packetSend", NULL, js_packet_send, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"packetTakeError", NULL, js_packet_take_error, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"packetKernelDrops", NULL, js_packet_kernel_drops, NULL, NULL, NULL, napi_enumerable, NULL},
+  napi_property_descriptor fns[] = {
+      ST_FN("packetOpen", js_packet_open), ST_FN("packetSend", js_packet_send),
+      ST_FN("packetTakeError", js_packet_take_error), ST_FN("packetKernelDrops", js_packet_kernel_drops),
   };
-  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return ST_DEFINE(env, exports, fns);
 }

@@ -54,10 +54,8 @@ static int tap_rx(st_io *h, int ready) {
 
 /* tapOpen(name: string ('' = kernel picks tapN), flags) -> { handle, name } */
 static napi_value js_tap_open(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value a[2];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  if (argc < 2) return st_throw(env, "ST_NATIVE_ARG", "tapOpen(name, flags)");
+  if (st_args(env, info, 2, a, "tapOpen(name, flags)") < 0) return NULL;
   char name[IFNAMSIZ + 1];
   size_t name_len;
   if (!st_get_ifname(env, a[0], name, sizeof name, &name_len, 0, "tapOpen: name must be a string",
@@ -86,8 +84,7 @@ static napi_value js_tap_open(napi_env env, napi_callback_info info) {
     close(fd);
     return st_throw_errno(env, "TUNSETPERSIST", e);
   }
-  st_io *h;
-  napi_value handle = st_io_wrap(env, ST_KIND_TAP, fd, 1, tap_rx, &h);
+  napi_value handle = st_io_wrap(env, ST_KIND_TAP, fd, 1, tap_rx, NULL, NULL);
   if (!handle) return NULL;
   napi_value out, actual;
   CHECK(napi_create_object(env, &out));
@@ -110,14 +107,12 @@ static napi_value js_tap_set_persist(napi_env env, napi_callback_info info) {
 
 /* tapSetLink(name, mtuBytes (0 = leave), up (1 up, 0 down, -1 leave)): SIOCSIFMTU / SIOCSIFFLAGS. */
 static napi_value js_tap_set_link(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value a[3];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
   const char *usage = "tapSetLink(name: 1..15 octets, mtu, up)";
+  napi_value a[3];
   char name[IFNAMSIZ + 1];
   size_t name_len;
   int32_t mtu, up;
-  if (argc < 3) return st_throw(env, "ST_NATIVE_ARG", usage);
+  if (st_args(env, info, 3, a, usage) < 0) return NULL;
   if (!st_get_ifname(env, a[0], name, sizeof name, &name_len, 1, usage, usage)) return NULL;
   if (!st_get_int(env, a[1], "mtu must be an integer", &mtu)) return NULL;
   if (!st_get_int(env, a[2], "up must be an integer", &up)) return NULL;
@@ -188,11 +183,9 @@ static napi_value js_tap_write(napi_env env, napi_callback_info info) {
 napi_status st_tap_init(napi_env env, napi_value exports) {
   napi_status st = st_io_init(env, exports); /* addon.c calls st_tap_init only: the io* functions come first */
   if (st != napi_ok) return st;
-  napi_property_descriptor props[] = {
-      {"tapOpen", NULL, js_tap_open, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"tapSetPersist", NULL, js_tap_set_persist, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"tapSetLink", NULL, js_tap_set_link, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"tapWrite", NULL, js_tap_write, NULL, NULL, NULL, napi_enumerable, NULL},
+  napi_property_descriptor fns[] = {
+      ST_FN("tapOpen", js_tap_open), ST_FN("tapSetPersist", js_tap_set_persist),
+      ST_FN("tapSetLink", js_tap_set_link), ST_FN("tapWrite", js_tap_write),
   };
-  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return ST_DEFINE(env, exports, fns);
 }

@@ -168,10 +168,8 @@ static int udp_rx(st_io *h, int ready) {
 /* udpOpen(family 4|6, address, port, rcvbufBytes, sndbufBytes, reuseAddr)
  *   -> { handle, family, address, port } (the bound address; port 0 picks one). IPv6 sockets are IPv6-only. */
 static napi_value js_udp_open(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
   napi_value a[6];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  if (argc < 6) return st_throw(env, "ST_NATIVE_ARG", "udpOpen(family, address, port, rcvbufBytes, sndbufBytes, reuseAddr)");
+  if (st_args(env, info, 6, a, "udpOpen(family, address, port, rcvbufBytes, sndbufBytes, reuseAddr)") < 0) return NULL;
   int32_t family, port, rcvbuf, sndbuf;
   bool reuse;
   char address[INET6_ADDRSTRLEN + 1];
@@ -238,14 +236,8 @@ static napi_value js_udp_open(napi_env env, napi_callback_info info) {
     return st_throw_errno(env, "calloc", ENOMEM);
   }
   u->family = family;
-  st_io *h;
-  napi_value handle = st_io_wrap(env, ST_KIND_UDP, fd, UDP_META_STRIDE, udp_rx, &h);
-  if (!handle) {
-    free(u);
-    return NULL;
-  }
-  h->ext = u;
-  h->free_ext = udp_free;
+  napi_value handle = st_io_wrap(env, ST_KIND_UDP, fd, UDP_META_STRIDE, udp_rx, u, udp_free);
+  if (!handle) return NULL;
   napi_value out, v;
   CHECK(napi_create_object(env, &out));
   CHECK(napi_set_named_property(env, out, "handle", handle));
@@ -354,11 +346,9 @@ static napi_value js_udp_send(napi_env env, napi_callback_info info) {
 }
 
 napi_status st_udp_init(napi_env env, napi_value exports) {
-  napi_property_descriptor props[] = {
-      {"udpOpen", NULL, js_udp_open, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"udpSetPeer", NULL, js_udp_set_peer, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"udpClearPeer", NULL, js_udp_clear_peer, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"udpSend", NULL, js_udp_send, NULL, NULL, NULL, napi_enumerable, NULL},
+  napi_property_descriptor fns[] = {
+      ST_FN("udpOpen", js_udp_open), ST_FN("udpSetPeer", js_udp_set_peer),
+      ST_FN("udpClearPeer", js_udp_clear_peer), ST_FN("udpSend", js_udp_send),
   };
-  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return ST_DEFINE(env, exports, fns);
 }
