@@ -9,20 +9,8 @@
  */
 import { gcm } from '@noble/ciphers/aes.js';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
-import {
-  AEAD_BATCH_AAD_STRIDE,
-  AEAD_DESC_STRIDE,
-  AEAD_ICV_BYTES,
-  AEAD_IV_BYTES,
-  AEAD_SALT_BYTES,
-  AeadError,
-  aeadKeyBytes,
-  aeadSpanOk,
-  type Aead,
-  type AeadAlgorithm,
-  type AeadBatch,
-} from './aead.js';
-import { assertBatchDescriptors, badSpanError, batchEntryOk, destroyedError } from './node.js';
+import { AEAD_ICV_BYTES, AEAD_IV_BYTES, AEAD_SALT_BYTES, aeadKeyBytes, aeadSpanOk, type Aead, type AeadAlgorithm, type AeadBatch } from './aead.js';
+import { badSpanError, destroyedError, openEach, sealEach, type OpenSpan, type SealSpan } from './batch.js';
 
 /** AEAD over @noble/ciphers. Build it through createAead() in index.ts, which checks the KEYMAT length. */
 export class NobleAead implements Aead {
@@ -52,10 +40,10 @@ export class NobleAead implements Aead {
   seal(data: Uint8Array, ivOff: number, textOff: number, textLen: number, aad: Uint8Array): void {
     if (this.destroyed) throw destroyedError(this.backend, this.algorithm);
     if (!aeadSpanOk(data.length, ivOff, textOff, textLen)) throw badSpanError(data.length, ivOff, textOff, textLen);
-    this.sealUnchecked(data, ivOff, textOff, textLen, aad);
+    this.sealSpan(data, ivOff, textOff, textLen, aad);
   }
 
-  private sealUnchecked(data: Uint8Array, ivOff: number, textOff: number, textLen: number, aad: Uint8Array): void {
+  private readonly sealSpan: SealSpan = (data, ivOff, textOff, textLen, aad) => {
     this.setIv(data, ivOff);
     const text = data.subarray(textOff, textOff + textLen);
     if (this.chacha) {
@@ -63,16 +51,16 @@ export class NobleAead implements Aead {
     } else {
       data.set(gcm(this.key, this.nonce, aad).encrypt(text), textOff);
     }
-  }
+  };
 
   /** Verifies the ICV and decrypts in place; false (text untouched) if not authentic or out of bounds. */
   open(data: Uint8Array, ivOff: number, textOff: number, textLen: number, aad: Uint8Array): boolean {
     if (this.destroyed) throw destroyedError(this.backend, this.algorithm);
     if (!aeadSpanOk(data.length, ivOff, textOff, textLen)) return false;
-    return this.openUnchecked(data, ivOff, textOff, textLen, aad);
+    return this.openSpan(data, ivOff, textOff, textLen, aad);
   }
 
-  private openUnchecked(data: Uint8Array, ivOff: number, textOff: number, textLen: number, aad: Uint8Array): boolean {
+  private readonly openSpan: OpenSpan = (data, ivOff, textOff, textLen, aad) => {
     this.setIv(data, ivOff);
     const sealed = data.subarray(textOff, textOff + textLen + AEAD_ICV_BYTES);
     try {
@@ -86,38 +74,18 @@ export class NobleAead implements Aead {
     } catch {
       return false;
     }
-  }
+  };
 
   /** Seals every entry; throws before sealing anything if a descriptor is out of bounds. */
   sealBatch(batch: AeadBatch): void {
     if (this.destroyed) throw destroyedError(this.backend, this.algorithm);
-    assertBatchDescriptors(batch);
-    const { data, desc, aad } = batch;
-    for (let i = 0; i < batch.count; i++) {
-      const d = i * AEAD_DESC_STRIDE;
-      const a = i * AEAD_BATCH_AAD_STRIDE;
-      this.sealUnchecked(data, desc[d]!, desc[d + 1]!, desc[d + 2]!, aad.subarray(a, a + desc[d + 3]!));
-    }
+    sealEach(batch, this.sealSpan);
   }
 
   /** Opens every entry; an entry that is out of bounds or not authentic gets ok[i] = 0. */
   openBatch(batch: AeadBatch): number {
     if (this.destroyed) throw destroyedError(this.backend, this.algorithm);
-    const { data, desc, aad, ok, count } = batch;
-    if (count >>> 0 !== count || count > batch.capacity) {
-      throw new AeadError('ST_AEAD_BAD_DESCRIPTOR', `AeadBatch.count ${count} exceeds the batch capacity ${batch.capacity}`);
-    }
-    let good = 0;
-    for (let i = 0; i < count; i++) {
-      const d = i * AEAD_DESC_STRIDE;
-      const a = i * AEAD_BATCH_AAD_STRIDE;
-      const authentic =
-        batchEntryOk(data.length, desc, d) &&
-        this.openUnchecked(data, desc[d]!, desc[d + 1]!, desc[d + 2]!, aad.subarray(a, a + desc[d + 3]!));
-      ok[i] = authentic ? 1 : 0;
-      if (authentic) good++;
-    }
-    return good;
+    return openEach(batch, this.openSpan);
   }
 
   /** Zeroes the key and salt; later calls throw ST_AEAD_DESTROYED. */
