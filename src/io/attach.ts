@@ -49,10 +49,10 @@ import type { PacketBuf } from '../buf/packet-buf.js';
 import { PacketPool } from '../buf/pool.js';
 import {
   IoError,
+  NativePort,
   RxRing,
   batchOption,
-  describeBatch,
-  nativeIoStats,
+  checkRxOffset,
   requireIoAddon,
   type IoAddon,
   type IoStats,
@@ -106,6 +106,8 @@ const OPEN_INBOUND_ONLY = 1;
 const OPEN_PROMISC = 2;
 /** Meta row of a received frame (packet.c): [0] length, [1] flags, [2] sll_pkttype, [3] length on the link. */
 const META_STRIDE = 4;
+/** The meta row word holding the flags. */
+const META_FLAGS_WORD = 1;
 /** Meta flags of frames that are not delivered (packet.c PKT_F_TRUNCATED | PKT_F_OUTGOING). */
 const META_SKIP = 1 | 2;
 
@@ -126,10 +128,9 @@ export class AttachPort implements GuestPort {
   private closed = false;
   /** errno that ended the port (link down or gone), 0 while it runs. */
   private failure = 0;
-  private released = false;
-  private readonly rx: RxRing;
-  private desc = new Int32Array(2 * 64);
-  private readonly counts = { foreign: 0, droppedAfterFailure: 0, kernelDrops: 0 };
+  /** Reading and sending; closed on close() or link loss. */
+  private readonly io: NativePort;
+  private readonly counts = { droppedAfterFailure: 0, kernelDrops: 0 };
   private frames: ((bufs: PacketBuf[], count: number) => void) | null = null;
   private errors: ((errno: number) => void) | null = null;
 
@@ -142,7 +143,7 @@ export class AttachPort implements GuestPort {
     batchFrames: number,
     rxOffset: number,
   ) {
-    this.rx = new RxRing(pool, batchFrames, META_STRIDE, rxOffset, pool.slotBytes - rxOffset - TAILROOM_BYTES);
+    this.io = new NativePort(addon, handle, new RxRing(pool, batchFrames, META_STRIDE, rxOffset, pool.slotBytes - rxOffset - TAILROOM_BYTES), 2);
   }
 
   /** Attaches to `opts.device`; throws IoError (options, addon missing) or AttachError (the kernel refused). */
@@ -154,10 +155,7 @@ export class AttachPort implements GuestPort {
     const batchFrames = batchOption('AttachPort.open batchFrames', opts.batchFrames, 64);
     const pool = opts.pool ?? new PacketPool();
     const rxOffset = opts.rxOffset ?? HEADROOM_BYTES;
-    const capacityBytes = pool.slotBytes - rxOffset - TAILROOM_BYTES;
-    if (!Number.isInteger(rxOffset) || rxOffset < 0 || capacityBytes < 64) {
-      throw new IoError('ST_IO_OPTION', `attach rxOffset ${rxOffset}: leaves ${capacityBytes} octets of a ${pool.slotBytes}-octet slot (need ≥ 64)`);
-    }
+    checkRxOffset('attach rxOffset', pool, rxOffset, pool.slotBytes - rxOffset - TAILROOM_BYTES);
     const rcvbufBytes = opts.captureBufferBytes ?? 4 << 20;
     if (!Number.isInteger(rcvbufBytes) || rcvbufBytes < 65536 || rcvbufBytes > 2 ** 30) {
       throw new IoError('ST_IO_OPTION', `attach captureBufferBytes: must be an integer in 65536..2^30, got ${rcvbufBytes}`);
@@ -182,8 +180,7 @@ export class AttachPort implements GuestPort {
     const first = this.frames === null;
     this.frames = cb;
     if (!first || this.failure !== 0) return;
-    const ready = this.rx.rearm(this.resume);
-    this.addon.ioStart(this.handle, this.pool.slab, this.rx.ring, this.rx.meta, this.onBatch, ready);
+    this.io.start(this.onBatch);
   }
 
   /** Called once with the errno (ENETDOWN) when the link goes down or away; the port has stopped by then. */
@@ -203,21 +200,18 @@ export class AttachPort implements GuestPort {
       this.counts.droppedAfterFailure += count;
       return 0;
     }
-    if (this.desc.length < 2 * count) this.desc = new Int32Array(2 * count);
-    const m = describeBatch(this.pool, bufs, count, this.desc, 2, null, this.counts);
-    return m === 0 ? 0 : this.addon.packetSend(this.handle, this.pool.slab, this.desc, m);
+    const m = this.io.describe(bufs, count, null);
+    return m === 0 ? 0 : this.addon.packetSend(this.handle, this.pool.slab, this.io.sendDesc, m);
   }
 
   /** Re-arms a reader stopped by pool exhaustion now (it also retries by itself every millisecond). */
   refill(): void {
-    if (this.released || this.frames === null || this.rx.ready > 0) return;
-    if (this.rx.refill() > 0) this.resume(this.rx.ready);
+    this.io.refill();
   }
 
   /** Counters; buffers from another pool's slab count as tx errors, writes after link loss as tx drops. */
   stats(): AttachStats {
-    const s = nativeIoStats(this.addon, this.handle, this.rx.poolExhausted);
-    s.txErrors += this.counts.foreign;
+    const s = this.io.stats();
     s.txDropped += this.counts.droppedAfterFailure;
     return { ...s, rxKernelDrops: this.kernelDrops() };
   }
@@ -232,43 +226,30 @@ export class AttachPort implements GuestPort {
 
   /** Closes the socket and returns the ring's buffers (on close or link loss). */
   private release(): void {
-    if (this.released) return;
+    if (this.io.closed) return;
     this.kernelDrops();
-    this.released = true;
-    this.addon.ioClose(this.handle);
-    this.rx.release();
+    this.io.close();
   }
 
   private kernelDrops(): number {
-    if (!this.released) this.counts.kernelDrops = this.addon.packetKernelDrops(this.handle);
+    if (!this.io.closed) this.counts.kernelDrops = this.addon.packetKernelDrops(this.handle);
     return this.counts.kernelDrops;
   }
 
-  private readonly resume = (ready: number): void => {
-    if (!this.released) this.addon.ioResume(this.handle, ready);
-  };
-
   private readonly onBatch = (count: number, errno: number): number => {
-    const rx = this.rx;
-    const rows = rx.meta;
-    const out = rx.out;
-    let d = 0;
-    for (let i = 0; i < count; i++) {
-      const row = i * META_STRIDE;
-      if (rows[row + 1]! & META_SKIP) continue; // counted by the addon (truncated) or not ours; the slot stays in the ring
-      out[d++] = rx.take(i, rows[row]!);
-    }
-    if (d > 0) this.frames?.(out, d);
+    // Frames counted by the addon (truncated) or not ours are not delivered; their slots stay in the ring.
+    const n = this.io.rx.takeBatch(count, META_FLAGS_WORD, META_SKIP, false);
+    if (n > 0) this.frames?.(this.io.rx.out, n);
     if (errno !== 0) {
       this.fail(errno);
       return 0;
     }
-    return this.released ? 0 : rx.rearm(this.resume);
+    return this.io.rearm();
   };
 
   /** The addon stopped reading for good: learn the socket's real error, release everything, tell the owner once. */
   private fail(errno: number): void {
-    if (this.released) return;
+    if (this.io.closed) return;
     let e = errno;
     if (e === osConstants.errno.EBADF) e = this.addon.packetTakeError(this.handle) || e; // libuv's name for POLLERR
     this.failure = e;

@@ -1,6 +1,7 @@
 /**
- * TAP devices through the native addon (native-fallback/src/tap.c), and the
- * receive ring that TAP and the native UDP transport share.
+ * TAP devices through the native addon (native-fallback/src/tap.c), and what
+ * the ports on a native handle (TAP, native UDP, attach) share: the receive
+ * ring, the reading and sending steps (NativePort), errors and counters.
  *
  * Receive, one batch per readable event:
  *   1. the addon reads frames into the ring's pool slots (at `rxOffset`),
@@ -20,7 +21,7 @@ import { nativeAddon, nativeLoadError } from '../native.js';
 /** An opaque native handle (a tagged napi external). */
 export type NativeHandle = object;
 
-/** The addon functions of tap.c and udp.c (see the comments there). */
+/** The addon functions of io.c, tap.c and udp.c (see the comments there). */
 export interface IoAddon {
   ioStart(h: NativeHandle, slab: Uint8Array, ring: Int32Array, meta: Int32Array, cb: (count: number, errno: number) => number, ready: number): void;
   ioResume(h: NativeHandle, ready: number): void;
@@ -66,7 +67,7 @@ export function requireIoAddon(what: string): IoAddon {
   return a;
 }
 
-/** Counter names, in the order of the addon's ioStats slots (tap.c ST_RX_PACKETS…). */
+/** Counter names, in the order of the addon's ioStats slots (io.h ST_RX_PACKETS…). */
 const NATIVE_STAT_NAMES = [
   'rxPackets',
   'rxBytes',
@@ -107,6 +108,13 @@ export function batchOption(what: string, n: number | undefined, dflt: number): 
   return v;
 }
 
+/** Checks that a receive offset leaves at least 64 octets of a slot; throws IoError(ST_IO_OPTION) naming `what` otherwise. */
+export function checkRxOffset(what: string, pool: PacketPool, rxOffset: number, capacityBytes: number): void {
+  if (!Number.isInteger(rxOffset) || rxOffset < 0 || capacityBytes < 64) {
+    throw new IoError('ST_IO_OPTION', `${what} ${rxOffset}: leaves ${capacityBytes} octets of a ${pool.slotBytes}-octet slot (need ≥ 64)`);
+  }
+}
+
 /**
  * The receive ring lent to the addon: `ring` holds (slab offset, capacity) of
  * `slots[i]` for i < ready; `meta` gets one row of `metaStride` int32 per
@@ -131,9 +139,7 @@ export class RxRing {
     readonly rxOffset: number,
     readonly capacityBytes: number,
   ) {
-    if (!Number.isInteger(rxOffset) || rxOffset < 0 || capacityBytes < 64) {
-      throw new IoError('ST_IO_OPTION', `rxOffset ${rxOffset}: leaves ${capacityBytes} octets of a ${pool.slotBytes}-octet slot (need ≥ 64)`);
-    }
+    checkRxOffset('rxOffset', pool, rxOffset, capacityBytes);
     this.ring = new Int32Array(entries * 2);
     this.meta = new Int32Array(entries * metaStride);
     this.slots = new Array<PacketBuf | null>(entries).fill(null);
@@ -147,6 +153,25 @@ export class RxRing {
     b.start = this.rxOffset;
     b.end = this.rxOffset + len;
     return b;
+  }
+
+  /**
+   * Takes the delivered buffers of a batch of `count` meta rows into out[0..n) and returns n.
+   * Row i's length is its word 0; a row whose word `flagsWord` has a bit of `skipMask` is not
+   * delivered (the addon counted it; its slot stays in the ring). With `compactMeta` the kept
+   * rows move to the front, so meta row j describes out[j].
+   */
+  takeBatch(count: number, flagsWord: number, skipMask: number, compactMeta: boolean): number {
+    const { meta, metaStride: stride, out } = this;
+    let n = 0;
+    for (let i = 0; i < count; i++) {
+      const row = i * stride;
+      if (meta[row + flagsWord]! & skipMask) continue;
+      out[n] = this.take(i, meta[row]!);
+      if (compactMeta && n !== i) meta.copyWithin(n * stride, row, row + stride);
+      n++;
+    }
+    return n;
   }
 
   /** Refills emptied entries from the pool and packs valid ones to the front; returns `ready`. */
@@ -228,6 +253,84 @@ export function describeBatch(
   return m;
 }
 
+/**
+ * A port on a native handle (TapDevice, NativeUdpTransport, AttachPort): reading
+ * into its RxRing (start, then rearm after each batch, refill after the pool ran
+ * dry), describing send batches, counters, and closing the handle.
+ */
+export class NativePort {
+  private desc: Int32Array;
+  private readonly counts = { foreign: 0 };
+  private started = false;
+  private ended = false;
+
+  constructor(
+    private readonly addon: IoAddon,
+    private readonly handle: NativeHandle,
+    readonly rx: RxRing,
+    /** Int32 words per send descriptor entry: (offset, length) or (offset, length, peer). */
+    private readonly descStride: 2 | 3,
+  ) {
+    this.desc = new Int32Array(descStride * 64);
+  }
+
+  /** True once close() ran: the handle is closed and the ring's buffers are back in the pool. */
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  /** Fills the ring and lends it to the addon; onBatch(count, errno) then gets each batch and returns rearm() (or 0). */
+  start(onBatch: (count: number, errno: number) => number): void {
+    this.started = true;
+    const ready = this.rx.rearm(this.resume);
+    this.addon.ioStart(this.handle, this.rx.pool.slab, this.rx.ring, this.rx.meta, onBatch, ready);
+  }
+
+  /** After a batch: refills the ring and returns the entries ready for the next one (0 once closed). */
+  rearm(): number {
+    return this.ended ? 0 : this.rx.rearm(this.resume);
+  }
+
+  /** Re-arms a reader stopped by pool exhaustion now (it also retries by itself every millisecond). */
+  refill(): void {
+    if (this.ended || !this.started || this.rx.ready > 0) return;
+    if (this.rx.refill() > 0) this.resume(this.rx.ready);
+  }
+
+  /**
+   * Describes bufs[0..count) (with extra[i] as a third word when descStride is 3) in `sendDesc`;
+   * returns the entries written. Buffers of another pool's slab are skipped and counted as tx errors.
+   */
+  describe(bufs: readonly PacketBuf[], count: number, extra: ArrayLike<number> | null): number {
+    if (this.desc.length < this.descStride * count) this.desc = new Int32Array(this.descStride * count);
+    return describeBatch(this.rx.pool, bufs, count, this.desc, this.descStride, extra, this.counts);
+  }
+
+  /** The send descriptors describe() wrote. */
+  get sendDesc(): Int32Array {
+    return this.desc;
+  }
+
+  /** The handle's counters (also after close), with skipped foreign buffers as tx errors. */
+  stats(): IoStats {
+    const s = nativeIoStats(this.addon, this.handle, this.rx.poolExhausted);
+    s.txErrors += this.counts.foreign;
+    return s;
+  }
+
+  /** Closes the handle and returns the ring's buffers to the pool. Idempotent. */
+  close(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.addon.ioClose(this.handle);
+    this.rx.release();
+  }
+
+  private readonly resume = (ready: number): void => {
+    if (!this.ended) this.addon.ioResume(this.handle, ready);
+  };
+}
+
 export interface TapOpenOptions {
   /** Interface name (≤ 15 octets); absent or '' lets the kernel pick `tapN`. An existing persistent device is attached. */
   name?: string;
@@ -256,10 +359,7 @@ const TAP_MULTI_QUEUE = 8;
 
 /** A TAP device (IFF_TAP | IFF_NO_PI, non-blocking, close-on-exec) read and written in batches. */
 export class TapDevice {
-  private closed = false;
-  private readonly rx: RxRing;
-  private desc = new Int32Array(2 * 64);
-  private readonly counts = { foreign: 0 };
+  private readonly io: NativePort;
   private frames: ((bufs: PacketBuf[], count: number) => void) | null = null;
   private errors: ((errno: number) => void) | null = null;
 
@@ -272,7 +372,7 @@ export class TapDevice {
     batchFrames: number,
     rxOffset: number,
   ) {
-    this.rx = new RxRing(pool, batchFrames, 1, rxOffset, pool.slotBytes - rxOffset - TAILROOM_BYTES);
+    this.io = new NativePort(addon, handle, new RxRing(pool, batchFrames, 1, rxOffset, pool.slotBytes - rxOffset - TAILROOM_BYTES), 2);
   }
 
   /** Opens (creates or attaches) a TAP device; throws IoError or the addon's ST_NATIVE_ERRNO error. */
@@ -315,8 +415,7 @@ export class TapDevice {
     const first = this.frames === null;
     this.frames = cb;
     if (!first) return;
-    const ready = this.rx.rearm(this.resume);
-    this.addon.ioStart(this.handle, this.pool.slab, this.rx.ring, this.rx.meta, this.onBatch, ready);
+    this.io.start(this.onBatch);
   }
 
   /** Called with the errno when reading fails for good (the device was deleted, …); reading has stopped. */
@@ -326,52 +425,39 @@ export class TapDevice {
 
   /** Writes bufs[0..count) (live octets of each), one frame each; returns how many the kernel took. */
   writeBatch(bufs: readonly PacketBuf[], count: number): number {
-    if (this.closed) return 0;
-    if (this.desc.length < 2 * count) this.desc = new Int32Array(2 * count);
-    const m = describeBatch(this.pool, bufs, count, this.desc, 2, null, this.counts);
-    return m === 0 ? 0 : this.addon.tapWrite(this.handle, this.pool.slab, this.desc, m);
+    if (this.io.closed) return 0;
+    const m = this.io.describe(bufs, count, null);
+    return m === 0 ? 0 : this.addon.tapWrite(this.handle, this.pool.slab, this.io.sendDesc, m);
   }
 
   /** Re-arms a reader stopped by pool exhaustion now (it also retries by itself every millisecond). */
   refill(): void {
-    if (this.closed || this.frames === null || this.rx.ready > 0) return;
-    if (this.rx.refill() > 0) this.resume(this.rx.ready);
+    this.io.refill();
   }
 
   /** Counters; buffers from another pool's slab count as tx errors. */
   stats(): IoStats {
-    const s = nativeIoStats(this.addon, this.handle, this.rx.poolExhausted);
-    s.txErrors += this.counts.foreign;
-    return s;
+    return this.io.stats();
   }
 
   /** Stops reading, closes the device (a non-persistent one disappears) and returns ring buffers to the pool. Idempotent. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.addon.ioClose(this.handle);
-    this.rx.release();
+    if (this.io.closed) return;
+    this.io.close();
     this.frames = null;
   }
 
-  private readonly resume = (ready: number): void => {
-    if (!this.closed) this.addon.ioResume(this.handle, ready);
-  };
-
   private readonly onBatch = (count: number, errno: number): number => {
-    const rx = this.rx;
-    const lens = rx.meta;
-    const out = rx.out;
-    for (let i = 0; i < count; i++) out[i] = rx.take(i, lens[i]!);
-    if (count > 0) this.frames?.(out, count);
+    const n = this.io.rx.takeBatch(count, 0, 0, false); // meta rows are lengths only: every frame is delivered
+    if (n > 0) this.frames?.(this.io.rx.out, n);
     if (errno !== 0) {
       this.errors?.(errno); // the addon stopped reading for good; the ring stays idle until close()
       return 0;
     }
-    return this.closed ? 0 : rx.rearm(this.resume);
+    return this.io.rearm();
   };
 
   private assertOpen(): void {
-    if (this.closed) throw new IoError('ST_IO_CLOSED', `TAP ${this.name} is closed`);
+    if (this.io.closed) throw new IoError('ST_IO_CLOSED', `TAP ${this.name} is closed`);
   }
 }

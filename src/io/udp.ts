@@ -16,23 +16,14 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { HEADROOM_BYTES } from '../buf/constants.js';
 import type { PacketBuf } from '../buf/packet-buf.js';
 import { PacketPool } from '../buf/pool.js';
-import {
-  IoError,
-  RxRing,
-  batchOption,
-  describeBatch,
-  ioAddon,
-  nativeIoStats,
-  requireIoAddon,
-  type IoAddon,
-  type IoStats,
-  type NativeHandle,
-} from './tap.js';
+import { IoError, NativePort, RxRing, batchOption, ioAddon, requireIoAddon, type IoAddon, type IoStats, type NativeHandle } from './tap.js';
 
 /** Int32 words per meta row (udp.c): len, family, port, flags, peer, 3 reserved, 16 address octets. */
 export const UDP_META_STRIDE = 12;
 /** Meta flag: the datagram was larger than its slot (never delivered). */
 export const UDP_META_TRUNCATED = 1;
+/** The meta row word holding the flags. */
+const UDP_META_FLAGS_WORD = 3;
 /** Highest peer index + 1. */
 export const UDP_MAX_PEERS = 65536;
 
@@ -219,11 +210,8 @@ export const UdpTransport = {
 /** UdpTransport over the addon's recvmmsg/sendmmsg. */
 export class NativeUdpTransport implements UdpTransport {
   readonly impl = 'native';
-  private closed = false;
-  private readonly rx: RxRing;
+  private readonly io: NativePort;
   private readonly meta: UdpRxMeta;
-  private desc = new Int32Array(3 * 64);
-  private readonly counts = { foreign: 0 };
   private packets: UdpPacketsCallback | null = null;
   private errors: ((errno: number) => void) | null = null;
 
@@ -236,8 +224,9 @@ export class NativeUdpTransport implements UdpTransport {
     o: ResolvedUdpOptions,
   ) {
     this.pool = o.pool;
-    this.rx = new RxRing(o.pool, o.batchPackets, UDP_META_STRIDE, o.rxOffset, o.pool.slotBytes - o.rxOffset);
-    this.meta = new UdpRxMeta(this.rx.meta);
+    const rx = new RxRing(o.pool, o.batchPackets, UDP_META_STRIDE, o.rxOffset, o.pool.slotBytes - o.rxOffset);
+    this.io = new NativePort(addon, handle, rx, 3);
+    this.meta = new UdpRxMeta(rx.meta);
   }
 
   readonly pool: PacketPool;
@@ -261,10 +250,9 @@ export class NativeUdpTransport implements UdpTransport {
   }
 
   sendBatch(bufs: readonly PacketBuf[], peers: ArrayLike<number>, count: number): number {
-    if (this.closed) return 0;
-    if (this.desc.length < 3 * count) this.desc = new Int32Array(3 * count);
-    const m = describeBatch(this.pool, bufs, count, this.desc, 3, peers, this.counts);
-    return m === 0 ? 0 : this.addon.udpSend(this.handle, this.pool.slab, this.desc, m);
+    if (this.io.closed) return 0;
+    const m = this.io.describe(bufs, count, peers);
+    return m === 0 ? 0 : this.addon.udpSend(this.handle, this.pool.slab, this.io.sendDesc, m);
   }
 
   onPackets(cb: UdpPacketsCallback): void {
@@ -272,8 +260,7 @@ export class NativeUdpTransport implements UdpTransport {
     const first = this.packets === null;
     this.packets = cb;
     if (!first) return;
-    const ready = this.rx.rearm(this.resume);
-    this.addon.ioStart(this.handle, this.pool.slab, this.rx.ring, this.rx.meta, this.onBatch, ready);
+    this.io.start(this.onBatch);
   }
 
   onError(cb: (errno: number) => void): void {
@@ -281,49 +268,31 @@ export class NativeUdpTransport implements UdpTransport {
   }
 
   refill(): void {
-    if (this.closed || this.packets === null || this.rx.ready > 0) return;
-    if (this.rx.refill() > 0) this.resume(this.rx.ready);
+    this.io.refill();
   }
 
   stats(): IoStats {
-    const s = nativeIoStats(this.addon, this.handle, this.rx.poolExhausted);
-    s.txErrors += this.counts.foreign;
-    return s;
+    return this.io.stats();
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.addon.ioClose(this.handle);
-    this.rx.release();
+    if (this.io.closed) return;
+    this.io.close();
     this.packets = null;
   }
 
-  private readonly resume = (ready: number): void => {
-    if (!this.closed) this.addon.ioResume(this.handle, ready);
-  };
-
   private readonly onBatch = (count: number, errno: number): number => {
-    const rx = this.rx;
-    const rows = rx.meta;
-    const out = rx.out;
-    let d = 0;
-    for (let i = 0; i < count; i++) {
-      const row = i * UDP_META_STRIDE;
-      if (rows[row + 3]! & UDP_META_TRUNCATED) continue; // counted by the addon; the slot stays in the ring
-      out[d] = rx.take(i, rows[row]!);
-      if (d !== i) rows.copyWithin(d * UDP_META_STRIDE, row, row + UDP_META_STRIDE);
-      d++;
-    }
-    if (d > 0) this.packets?.(out, d, this.meta);
+    // Truncated datagrams are not delivered (the addon counted them; their slots stay in the ring).
+    const n = this.io.rx.takeBatch(count, UDP_META_FLAGS_WORD, UDP_META_TRUNCATED, true);
+    if (n > 0) this.packets?.(this.io.rx.out, n, this.meta);
     if (errno !== 0) {
       this.errors?.(errno); // the addon stopped reading for good; the ring stays idle until close()
       return 0;
     }
-    return this.closed ? 0 : rx.rearm(this.resume);
+    return this.io.rearm();
   };
 
   private assertOpen(): void {
-    if (this.closed) throw new IoError('ST_IO_CLOSED', `UDP socket ${this.address}:${this.port} is closed`);
+    if (this.io.closed) throw new IoError('ST_IO_CLOSED', `UDP socket ${this.address}:${this.port} is closed`);
   }
 }
