@@ -5,4 +5,5 @@ import './status.js';
 import './demo.js';
 import './run.js';
 import './keys.js';
+import './rekey.js';
 import './import-libvirt.js';

@@ -34,7 +34,7 @@ import {
   DEMO_TMP_MARKER,
   DEMO_TMP_PREFIX,
   demoPlan,
-  freshStaticSas,
+  writeHostKeys,
   guestOf,
   hostConfigText,
   outerPacketBytes,
@@ -69,8 +69,8 @@ sectunnel daemons in it, to show what labeled tunnels do:
 
 Each guest is a namespace whose NIC is a TAP of its host's daemon. The daemons
 carry guest frames as Ethernet-in-GRE-in-ESP (AES-256-GCM, UDP 4500) with
-fresh random static keys (run --insecure-static-keys: the handshake is not
-wired in yet). The guest MTU is the underlay MTU minus the tunnel overhead, so
+keys from the peer handshake: each host gets a fresh X25519 key (0600 file),
+names its peer by public key, and the daemons derive per-label SAs. The guest MTU is the underlay MTU minus the tunnel overhead, so
 nothing fragments.
 
 Steps, one line each: red ↔ red ping; a 3 s TCP run red → red (iperf3, or a
@@ -260,16 +260,15 @@ class DemoRun {
     const world = this.world;
 
     await this.infra('configs', 'writing', async () => {
-      const sas = freshStaticSas(plan.algorithm);
+      const keys = await writeHostKeys(plan);
       for (const h of plan.hosts) {
         mkdirSync(h.stateDir, { recursive: true, mode: 0o700 });
-        writeFileSync(h.configFile, hostConfigText(plan, h, sas), { mode: 0o600 });
+        writeFileSync(h.configFile, hostConfigText(plan, h, keys), { mode: 0o600 });
       }
-      const spis = DEMO_LABELS.map((l) => `${l.name} 0x${sas[l.name].aToB.spi.toString(16)}, 0x${sas[l.name].bToA.spi.toString(16)}`);
       return {
-        detail: `${this.tmpDir}/${ha.name}.json, ${hb.name}.json: ${plan.algorithm}, one SA pair per label, fresh random keys`,
+        detail: `${this.tmpDir}/${ha.name}.json, ${hb.name}.json: ${plan.algorithm}, peers by public key, SAs per label from the handshake`,
         details: [
-          `SPIs (a→b, b→a): ${spis.join('; ')}`,
+          `host keys ${ha.name}.key, ${hb.name}.key (0600); public keys ${ha.name} ${keys.a}, ${hb.name} ${keys.b}`,
           `tunnel overhead ${plan.overheadBytes} B → guest MTU ${plan.guestMtuBytes}: its largest frame makes a ${outerPacketBytes(plan.guestMtuBytes)} B outer packet, underlay MTU ${plan.underlayMtuBytes}`,
         ],
         data: { configs: plan.hosts.map((h) => h.configFile), overheadBytes: plan.overheadBytes, guestMtuBytes: plan.guestMtuBytes },
@@ -280,7 +279,7 @@ class DemoRun {
       const cmd = daemonCommand();
       const t0 = Date.now();
       for (const h of plan.hosts) {
-        this.daemons.push(world.spawnDaemon(h.name, h.ns, [...cmd, 'run', '--config', h.configFile, '--insecure-static-keys'], h.logFile));
+        this.daemons.push(world.spawnDaemon(h.name, h.ns, [...cmd, 'run', '--config', h.configFile], h.logFile));
       }
       const reports = await Promise.all(plan.hosts.map((h, i) => this.waitForStatus(h, this.daemons[i]!)));
       // The daemon knows its overhead best; if it asks for a smaller guest MTU, use that.
@@ -288,7 +287,7 @@ class DemoRun {
       const mtus = reports.map((r) => r.mtu?.guestMtu ?? '?').join(', ');
       return {
         detail: `${plan.hosts.map((h, i) => `${h.name} pid ${this.daemons[i]!.pid}`).join(', ')} answer status after ${ms(Date.now() - t0)}`,
-        details: [`\`sectunnel run --config FILE --insecure-static-keys\` in ${ha.ns}, ${hb.ns}; they report guest MTU ${mtus}; logs ${ha.name}.log, ${hb.name}.log`],
+        details: [`\`sectunnel run --config FILE\` in ${ha.ns}, ${hb.ns}; they report guest MTU ${mtus}; logs ${ha.name}.log, ${hb.name}.log`],
         data: { pids: Object.fromEntries(plan.hosts.map((h, i) => [h.name, this.daemons[i]!.pid])) },
       };
     });

@@ -159,6 +159,23 @@ function ago(timeIso: unknown, nowIso: unknown): string {
   return Number.isNaN(t) || Number.isNaN(now) ? clean(timeIso) : `${clean(timeIso)} (${formatAge(now - t)} ago)`;
 }
 
+/** "reason n, reason m" of the non-zero counts, or "none". */
+function reasonList(v: unknown): string {
+  if (typeof v !== 'object' || v === null) return '-';
+  const parts = Object.entries(v as Record<string, unknown>)
+    .filter(([, n]) => typeof n === 'number' && n > 0)
+    .map(([k, n]) => `${clean(k)} ${num(n)}`);
+  return parts.length === 0 ? 'none' : parts.join(', ');
+}
+
+/** "TIME (in 5m 3s)" for a time after the report's. */
+function inFrom(timeIso: unknown, nowIso: unknown): string {
+  if (typeof timeIso !== 'string') return '-';
+  const t = Date.parse(timeIso);
+  const now = typeof nowIso === 'string' ? Date.parse(nowIso) : NaN;
+  return Number.isNaN(t) || Number.isNaN(now) ? clean(timeIso) : `${clean(timeIso)} (in ${formatAge(Math.max(0, t - now))})`;
+}
+
 /** Renders a status report as the tables `sectunnel status` prints; sections absent from the report are left out. */
 export function formatStatus(r: Partial<StatusReport>): string {
   let out = '';
@@ -188,6 +205,25 @@ export function formatStatus(r: Partial<StatusReport>): string {
       p.lastHandshake === undefined ? '-' : ago(p.lastHandshake, r.time),
     ]);
     out += section('PEERS', rows.length === 0 ? '(none)\n' : formatTable(['NAME', 'ADDRESS', 'LABELS', 'STATE', 'LAST HANDSHAKE'], rows));
+    const sessions = r.peers.filter((p) => p.sessionAgeMs !== undefined || p.handshakeFailures !== undefined);
+    if (sessions.length > 0) {
+      const srows = sessions.map((p) => [
+        clean(p.name),
+        p.sessionAgeMs === null || p.sessionAgeMs === undefined ? '-' : formatAge(p.sessionAgeMs),
+        p.nextRekey === null || p.nextRekey === undefined ? '-' : inFrom(p.nextRekey, r.time),
+        Array.isArray(p.negotiatedLabels) && p.negotiatedLabels.length > 0 ? list(p.negotiatedLabels) : '-',
+        clean(p.algorithm ?? '-'),
+        reasonList(p.handshakeFailures),
+        reasonList(p.rekeys),
+      ]);
+      out += section(
+        'SESSIONS',
+        formatTable(['PEER', 'SESSION AGE', 'NEXT REKEY', 'NEGOTIATED LABELS', 'ALGORITHM', 'HANDSHAKE FAILURES', 'HANDSHAKES STARTED'], srows, ['l', 'r', 'l', 'l', 'l', 'l', 'l']),
+      );
+    }
+  }
+  if (r.handshake !== undefined && r.handshake !== null && typeof r.handshake === 'object') {
+    out += `\nhandshakes: ${num(r.handshake.completed)} completed; failures: ${reasonList(r.handshake.failures)}\n`;
   }
   if (Array.isArray(r.sas)) {
     const rows = r.sas.map((s) => [

@@ -42,13 +42,17 @@ import { seqKeyId } from './seq-store.js';
 export interface BuildOptions {
   /** Writes audit records of denials; kept across reloads by the daemon. */
   auditor?: Auditor | null;
-  /** Install the config's static SAs (`--insecure-static-keys`); without them peers carry no label yet. */
+  /** Install the config's static SAs (`--insecure-static-keys`); without them peers with a public key carry their labels (handshake SAs). */
   staticSas: boolean;
 }
 
-/** Label names each peer (by id) carries: with static SAs, those of its SA pairs; else none (no SA, no traffic). */
+/**
+ * Label names each peer (by id) carries: with static SAs, those of its SA pairs; else, for a peer
+ * with a public key, its configured labels (the handshake installs SAs for those both sides grant;
+ * a label without an SA drops as no_route); else none (no SA, no traffic).
+ */
 export function carriedLabels(cfg: DaemonConfig, staticSas: boolean): string[][] {
-  return cfg.peers.map((p) => (staticSas ? [...new Set(p.staticSas.flatMap((s) => s.labels))] : []));
+  return cfg.peers.map((p) => (staticSas ? [...new Set(p.staticSas.flatMap((s) => s.labels))] : p.publicKey !== undefined ? [...p.labels] : []));
 }
 
 /** Stage 1: the tables of a config, without SAs; throws the core's config errors (LabelConfigError, FdbConfigError). */

@@ -88,6 +88,8 @@ export interface PeerConfig {
   /** The peer's static X25519 public key (32 octets). */
   readonly publicKey?: Uint8Array;
   readonly presharedKeyFile?: string;
+  /** AEAD algorithms accepted in the handshake, in order of preference; absent: [crypto.algorithm]. */
+  readonly algorithms?: readonly AeadAlgorithm[];
   readonly staticSas: readonly StaticSaConfig[];
 }
 
@@ -95,7 +97,10 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 /** The validated daemon config, every default resolved. Field names are those of the file. */
 export interface DaemonConfig {
-  readonly host: { readonly name: string };
+  /** `privateKeyFile`: the host's X25519 private key (needed for handshakes, i.e. without --insecure-static-keys). */
+  readonly host: { readonly name: string; readonly privateKeyFile?: string };
+  /** Session lifetimes of the peer handshake. */
+  readonly handshake: { readonly rekeyAfterSeconds: number; readonly graceSeconds: number };
   readonly underlay: {
     readonly address: string;
     readonly family: 4 | 6;
@@ -131,6 +136,10 @@ export const DEFAULT_FDB_MAX_ENTRIES_PER_LABEL = 4096;
 export const DEFAULT_AUDIT_RATE_PER_SECOND = 100;
 export const DEFAULT_AUDIT_BURST = 200;
 export const DEFAULT_STATE_DIR = '/var/lib/sectunnel';
+/** Time-based rekey of handshake sessions (issue 6: 10 minutes). */
+export const DEFAULT_REKEY_AFTER_SECONDS = 600;
+/** How long an older inbound SA stays after the peer moved to a newer one. */
+export const DEFAULT_GRACE_SECONDS = 30;
 
 /** Default control socket of a host: /run/sectunnel/<host>.sock. */
 export function defaultControlSocket(hostName: string): string {
@@ -226,12 +235,21 @@ const peerSchema = strictObject(
     labels: labelRefsField(),
     publicKey: publicKeyField().optional(),
     presharedKeyFile: absolutePathField().optional(),
+    algorithms: listOf(algorithmField(), 'AEAD algorithms', true).optional(),
     staticSas: listOf(staticSaSchema, 'static SA pairs').default([]),
   },
-  'a peer {name, address, port?, labels, publicKey?, presharedKeyFile?, staticSas?}',
+  'a peer {name, address, port?, labels, publicKey?, presharedKeyFile?, algorithms?, staticSas?}',
 );
 
-const hostSchema = strictObject({ name: nameField() }, 'an object {name}');
+const hostSchema = strictObject({ name: nameField(), privateKeyFile: absolutePathField().optional() }, 'an object {name, privateKeyFile?}');
+
+const handshakeSchema = strictObject(
+  {
+    rekeyAfterSeconds: intIn(1, 86400).default(DEFAULT_REKEY_AFTER_SECONDS),
+    graceSeconds: intIn(1, 3600).default(DEFAULT_GRACE_SECONDS),
+  },
+  'an object {rekeyAfterSeconds?, graceSeconds?}',
+);
 
 const underlaySchema = strictObject(
   {
@@ -298,6 +316,7 @@ export const daemonConfigSchema = strictObject(
     host: hostSchema,
     underlay: underlaySchema,
     crypto: cryptoSchema.prefault({}),
+    handshake: handshakeSchema.prefault({}),
     replayWindowPackets: replayWindowField().default(DEFAULT_REPLAY_WINDOW_PACKETS),
     pool: poolSchema.prefault({}),
     labels: listOf(labelSchema, 'labels {name, vlan, greKey?, context?}', true),
@@ -323,7 +342,8 @@ export const daemonConfigSchema = strictObject(
 ).transform((cfg): DaemonConfig => {
   const algorithm = cfg.crypto.algorithm;
   return {
-    host: { name: cfg.host.name },
+    host: { name: cfg.host.name, ...(cfg.host.privateKeyFile !== undefined && { privateKeyFile: cfg.host.privateKeyFile }) },
+    handshake: { rekeyAfterSeconds: cfg.handshake.rekeyAfterSeconds, graceSeconds: cfg.handshake.graceSeconds },
     underlay: { ...cfg.underlay, family: addressFamily(cfg.underlay.address) },
     crypto: { algorithm, backend: cfg.crypto.backend },
     replayWindowPackets: cfg.replayWindowPackets,
@@ -342,6 +362,7 @@ export const daemonConfigSchema = strictObject(
         labels: p.labels,
         ...(p.publicKey !== undefined && { publicKey: p.publicKey }),
         ...(p.presharedKeyFile !== undefined && { presharedKeyFile: p.presharedKeyFile }),
+        ...(p.algorithms !== undefined && { algorithms: [...new Set(p.algorithms)] }),
         staticSas: p.staticSas.map((s) => ({
           labels: s.labels,
           algorithm: s.algorithm ?? algorithm,
@@ -410,6 +431,7 @@ function checkPeers(ctx: Ctx, cfg: Record<string, unknown>, labels: ReadonlyMap<
   const defaultAlg = isRecord(cfg.crypto) && typeof cfg.crypto.algorithm === 'string' ? cfg.crypto.algorithm : DEFAULT_ALGORITHM;
   const endpoints = new Map<string, number>();
   const inbound = new Map<number, string>();
+  const publicKeys = new Map<string, number>();
 
   peers.forEach((p, i) => {
     if (!isRecord(p)) return;
@@ -426,6 +448,12 @@ function checkPeers(ctx: Ctx, cfg: Record<string, unknown>, labels: ReadonlyMap<
       const first = endpoints.get(endpoint);
       if (first === undefined) endpoints.set(endpoint, i);
       else addProblem(ctx, ['peers', i, 'address'], p.address, `peers[${first}] already has address ${endpoint}`);
+    }
+    const pk = p.publicKey instanceof Uint8Array ? Buffer.from(p.publicKey).toString('base64') : typeof p.publicKey === 'string' ? p.publicKey : undefined;
+    if (pk !== undefined) {
+      const first = publicKeys.get(pk);
+      if (first === undefined) publicKeys.set(pk, i);
+      else addProblem(ctx, ['peers', i, 'publicKey'], pk, `peers[${first}] already has this public key; a public key names one host`);
     }
     if (!Array.isArray(p.staticSas)) return;
     const peerLabels = new Set(Array.isArray(p.labels) ? p.labels.filter((l): l is string => typeof l === 'string') : []);

@@ -37,6 +37,15 @@ export interface StatusReport {
   /** Frames whose encapsulation exceeded the underlay MTU, sent as outer IP fragments. */
   fragmented?: number;
   audit?: AuditStatus;
+  /** The peer handshake, host-wide; absent with static keys. */
+  handshake?: HandshakeStatus;
+}
+
+export interface HandshakeStatus {
+  /** Handshakes completed (either role). */
+  completed: number;
+  /** Failures by reason over all peers and unattributable messages (zeros left out). */
+  failures: Record<string, number>;
 }
 
 export interface UnderlayStatus {
@@ -68,6 +77,21 @@ export interface PeerStatus {
   state: string;
   /** Last completed handshake, or null if none yet; absent with static SAs. */
   lastHandshake?: string | null;
+  /** Age of the current session (ms), null without one; absent with static SAs. */
+  sessionAgeMs?: number | null;
+  /** When the next time-based rekey starts, or null. */
+  nextRekey?: string | null;
+  /** Labels the current session negotiated (both sides grant them). */
+  negotiatedLabels?: string[];
+  /** AEAD algorithm of the current session. */
+  algorithm?: string | null;
+  /** Handshake failures attributed to this peer, by reason (zeros left out). */
+  handshakeFailures?: Record<string, number>;
+  /** Handshakes started with this peer, by reason. */
+  rekeys?: Record<string, number>;
+  /** Handshake peers: ESP packets sealed to the peer, and accepted from it, over all labels (survive rekeys and reloads). */
+  txPackets?: number;
+  rxPackets?: number;
 }
 
 export interface SaStatus {

@@ -3,7 +3,8 @@
 // records, and nothing is left behind — after a run and after Ctrl-C midway.
 // Plus the pure parts: the plan's MTU arithmetic and configs, ping parsing, counters.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { daemonConfigSchema } from '../../src/control/config.js';
@@ -11,7 +12,8 @@ import { validateConfig } from '../../src/control/load.js';
 import type { StatusReport } from '../../src/control/status-report.js';
 import { namespacesWithPrefix } from '../../src/io/netns.js';
 import { runDemo, type DemoSummary } from '../../src/cli/demo.js';
-import { DEMO_PREFIX, demoPlan, freshStaticSas, hostConfig, hostConfigText, outerPacketBytes } from '../../src/cli/demo/plan.js';
+import { DEMO_PREFIX, demoPlan, hostConfigText, outerPacketBytes, writeHostKeys } from '../../src/cli/demo/plan.js';
+import { loadPrivateKey, publicKeyOf } from '../../src/control/keys.js';
 import { countersOf, denials, formatAuditRecord, reasonDeltas, summaryTable } from '../../src/cli/demo/report.js';
 import { parsePing } from '../../src/cli/demo/traffic.js';
 import { itWith } from '../helpers/tools.js';
@@ -162,34 +164,33 @@ describe('the plan', () => {
     expect(plan.hosts.flatMap((h) => h.guests.map((g) => g.mac)).length).toBe(4);
   });
 
-  it('writes configs the daemon accepts, with mirrored SAs: what a sends on, b receives on', () => {
-    const sas = freshStaticSas();
-    const [a, b] = plan.hosts;
-    const ca = validateConfig(JSON.parse(hostConfigText(plan, a, sas)), daemonConfigSchema, 'a');
-    const cb = validateConfig(JSON.parse(hostConfigText(plan, b, sas)), daemonConfigSchema, 'b');
-    expect(ca.domains.map((d) => [d.label, d.tap?.create])).toEqual([
-      ['red', true],
-      ['blue', true],
-    ]);
-    for (const label of ['red', 'blue']) {
-      const sa = (c: typeof ca) => c.peers[0]!.staticSas.find((s) => s.labels.includes(label))!;
-      expect(sa(ca).out.spi).toBe(sa(cb).in.spi);
-      expect(Buffer.from(sa(ca).out.keymat).toString('hex')).toBe(Buffer.from(sa(cb).in.keymat).toString('hex'));
-      expect(sa(ca).labels).toEqual([label]);
+  it('writes configs the daemon accepts: each host names the other by the public key of its 0600 key file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'st-demo-test-'));
+    try {
+      const p = demoPlan(dir);
+      const keys = await writeHostKeys(p);
+      const [a, b] = p.hosts;
+      const ca = validateConfig(JSON.parse(hostConfigText(p, a, keys)), daemonConfigSchema, 'a');
+      const cb = validateConfig(JSON.parse(hostConfigText(p, b, keys)), daemonConfigSchema, 'b');
+      expect(ca.domains.map((d) => [d.label, d.tap?.create])).toEqual([
+        ['red', true],
+        ['blue', true],
+      ]);
+      expect(ca.host.privateKeyFile).toBe(a.keyFile);
+      expect(statSync(a.keyFile).mode & 0o777).toBe(0o600);
+      // What a names as b's key is the public key of b's private key file, and the other way round.
+      expect(Buffer.from(ca.peers[0]!.publicKey!).toString('base64')).toBe(Buffer.from(publicKeyOf(await loadPrivateKey(b.keyFile))).toString('base64'));
+      expect(Buffer.from(cb.peers[0]!.publicKey!).toString('base64')).toBe(Buffer.from(publicKeyOf(await loadPrivateKey(a.keyFile))).toString('base64'));
+      expect(ca.peers[0]!.staticSas).toEqual([]);
+      expect(ca.audit.path).toBe(a.auditFile);
+      expect(ca.metrics.listen).toEqual({ address: '127.0.0.1', port: a.metricsPort });
+      // Fresh keys every run.
+      const again = await writeHostKeys(demoPlan(mkdtempSync(join(dir, 'again-'))));
+      expect(again.a).not.toBe(keys.a);
+      expect(new Set([keys.a, keys.b, again.a, again.b]).size).toBe(4);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
-    expect(ca.audit.path).toBe(a.auditFile);
-    expect(ca.metrics.listen).toEqual({ address: '127.0.0.1', port: a.metricsPort });
-  });
-
-  it('draws fresh keys and SPIs for every run', () => {
-    const one = freshStaticSas();
-    const two = freshStaticSas();
-    const all = [one, two].flatMap((s) => [s.red.aToB, s.red.bToA, s.blue.aToB, s.blue.bToA]);
-    expect(new Set(all.map((x) => Buffer.from(x.keymat).toString('hex'))).size).toBe(8);
-    for (const x of all.slice(0, 4)) expect(x.spi).toBeGreaterThanOrEqual(256);
-    expect(new Set(all.slice(0, 4).map((x) => x.spi)).size).toBe(4);
-    const cfg = hostConfig(plan, plan.hosts[0], one) as { peers: { staticSas: { in: { keymat: string } }[] }[] };
-    expect(cfg.peers[0]!.staticSas[0]!.in.keymat).toHaveLength(72); // AES-256-GCM: 32-octet key + 4-octet salt
   });
 });
 

@@ -54,6 +54,7 @@ function errorOf(data: unknown): ConfigError {
 
 const DEFAULTS = {
   crypto: { algorithm: 'aes-gcm-256', backend: 'auto' },
+  handshake: { rekeyAfterSeconds: 600, graceSeconds: 30 },
   replayWindowPackets: 4096,
   pool: { packets: 4096, slotBytes: 9160 },
   domains: [],
@@ -124,6 +125,7 @@ const FULL: DaemonConfig = {
     { from: 'blue', to: 'audit' },
   ],
   fdb: { ageSeconds: 600, maxEntriesPerLabel: 8192 },
+  handshake: { rekeyAfterSeconds: 600, graceSeconds: 30 },
   audit: { path: '/var/log/sectunnel/audit.jsonl', ratePerSecond: 50, burst: 100 },
   metrics: { listen: { address: '::1', port: 9273 } },
   control: { socket: '/run/sectunnel/hv1-ctl.sock' },
@@ -240,7 +242,7 @@ describe('daemon field errors name the file, the field and the value', () => {
     ['fdb age', (d) => (d.fdb = { ageSeconds: 0 }), `${FILE}: fdb.ageSeconds: 0 is not valid: expected an integer in 1..86400`],
     ['audit rate', (d) => (d.audit = { ratePerSecond: -1 }), `${FILE}: audit.ratePerSecond: -1 is not valid: expected an integer in 1..1000000`],
     ['section of the wrong type', (d) => (d.log = 'debug'), `${FILE}: log: "debug" is not valid: expected an object {level?}`],
-    ['missing host', (d) => delete d.host, `${FILE}: host: missing: expected an object {name}`],
+    ['missing host', (d) => delete d.host, `${FILE}: host: missing: expected an object {name, privateKeyFile?}`],
     ['missing underlay address', (d) => (d.underlay = {}), `${FILE}: underlay.address: missing: expected an IPv4 or IPv6 address of one host`],
     ['missing SA half', (d) => delete d.peers[0].staticSas[0].out, `${FILE}: peers[0].staticSas[0].out: missing: expected an SA {spi, keymat}`],
     ['unknown nested key with suggestion', (d) => (d.underlay.prot = 4500), `${FILE}: underlay.prot: unknown key; did you mean "port"? (known keys: address, port, transport, mtu)`],
@@ -394,5 +396,43 @@ describe('suggestions', () => {
     expect(suggest('labl', ['labels', 'label'])).toBe('label');
     expect(suggest('a', ['sas', 'local'])).toBeUndefined();
     expect(suggest('colour', ['spi', 'direction', 'peer'])).toBeUndefined();
+  });
+});
+
+describe('daemon handshake fields', () => {
+  const PK = Buffer.alloc(32, 7).toString('base64');
+  it('host.privateKeyFile, peers[].algorithms and handshake lifetimes are read; handshake defaults to 600 s / 30 s', () => {
+    const d = base();
+    d.host.privateKeyFile = '/etc/sectunnel/hv1.key';
+    d.peers[0].publicKey = PK;
+    d.peers[0].algorithms = ['chacha20-poly1305', 'aes-gcm-256'];
+    const cfg = validateConfig(d, daemonConfigSchema, FILE);
+    expect(cfg.host.privateKeyFile).toBe('/etc/sectunnel/hv1.key');
+    expect(cfg.peers[0]!.algorithms).toEqual(['chacha20-poly1305', 'aes-gcm-256']);
+    expect(cfg.handshake).toEqual({ rekeyAfterSeconds: 600, graceSeconds: 30 });
+    d.handshake = { rekeyAfterSeconds: 120, graceSeconds: 5 };
+    expect(validateConfig(d, daemonConfigSchema, FILE).handshake).toEqual({ rekeyAfterSeconds: 120, graceSeconds: 5 });
+  });
+
+  it.each<[string, (d: Record<string, any>) => void, string]>([
+    ['relative key file', (d) => (d.host.privateKeyFile = 'hv1.key'), `${FILE}: host.privateKeyFile: "hv1.key" is not valid: expected an absolute path`],
+    ['unknown algorithm', (d) => (d.peers[0].algorithms = ['des']), `${FILE}: peers[0].algorithms[0]: "des" is not valid`],
+    ['empty algorithms', (d) => (d.peers[0].algorithms = []), `${FILE}: peers[0].algorithms: [] is not valid: expected a non-empty list of AEAD algorithms`],
+    ['rekey interval 0', (d) => (d.handshake = { rekeyAfterSeconds: 0 }), `${FILE}: handshake.rekeyAfterSeconds: 0 is not valid: expected an integer in 1..86400`],
+    ['unknown handshake field', (d) => (d.handshake = { rekeyAfter: 5 }), `${FILE}: handshake.rekeyAfter`],
+    [
+      'two peers with one public key',
+      (d) => {
+        d.peers[0].publicKey = PK;
+        d.peers.push({ name: 'hv3', address: '192.0.2.3', labels: ['red'], publicKey: PK });
+      },
+      `${FILE}: peers[1].publicKey: "${PK}" is not valid: peers[0] already has this public key`,
+    ],
+  ])('%s', (_name, edit, message) => {
+    const d = base();
+    edit(d);
+    const err = errorOf(d);
+    expect(err.code).toBe('CONFIG_INVALID');
+    expect(err.message).toContain(message);
   });
 });

@@ -273,6 +273,34 @@ function table(text: string, title: string): string[][] {
 }
 
 describe('sectunnel status', () => {
+  it('prints a session table per handshake peer: age, next rekey, negotiated labels, failures by reason', () => {
+    const text = formatStatus({
+      ...REPORT,
+      peers: [
+        {
+          name: 'hv2',
+          address: '192.0.2.2',
+          port: 4500,
+          labels: ['red', 'blue'],
+          state: 'established',
+          lastHandshake: '2024-05-01T11:59:48.000Z',
+          sessionAgeMs: 12_000,
+          nextRekey: '2024-05-01T12:09:48.000Z',
+          negotiatedLabels: ['red'],
+          algorithm: 'aes-gcm-256',
+          handshakeFailures: { bad_mac1: 2, response_decrypt_failed: 1 },
+          rekeys: { initial: 1, on_demand: 3 },
+        },
+      ],
+      handshake: { completed: 4, failures: { bad_mac1: 2 } },
+    });
+    expect(table(text, 'SESSIONS')).toEqual([
+      ['PEER', 'SESSION AGE', 'NEXT REKEY', 'NEGOTIATED LABELS', 'ALGORITHM', 'HANDSHAKE FAILURES', 'HANDSHAKES STARTED'],
+      ['hv2', '12s', '2024-05-01T12:09:48.000Z (in 9m48s)', 'red', 'aes-gcm-256', 'bad_mac1 2, response_decrypt_failed 1', 'initial 1, on_demand 3'],
+    ]);
+    expect(text).toContain('handshakes: 4 completed; failures: bad_mac1 2');
+  });
+
   it('prints peers, SAs, labels, domains, non-zero drops with a total, pool and guest MTU', () => {
     const text = formatStatus(REPORT);
     expect(text.split('\n')[0]).toBe('sectunnel 0.1.0 on host hv1, pid 4242, up 3h00m');

@@ -6,8 +6,10 @@
  *   1. config (ConfigError → exit 2) → static keys allowed? → KEYMATs distinct
  *   2. logger, crypto backend, MTU arithmetic
  *   3. pool → audit log + auditor → sequence store → tables + SAs
- *   4. transport (peers registered by id) → guest ports → control socket → metrics
- *   5. privileges dropped (--user) → reading starts → 1 s housekeeping timer
+ *   4. transport (peers registered by id) → handshakes (host key, pre-shared keys,
+ *      SessionHost; with `underlay.transport: esp` a UDP socket on underlay.port for
+ *      the handshake only) → guest ports → control socket → metrics
+ *   5. privileges dropped (--user) → reading starts → handshake timer → 1 s housekeeping timer
  * Every step that opened something is undone if a later one fails.
  *
  * Reload (SIGHUP or the control method `reload`), one at a time:
@@ -18,9 +20,10 @@
  *      kind and interface name stay are kept (a failed one is reopened if its device
  *      is back, else kept failed), others opened — any other failure undoes what
  *      this reload opened and refuses it
- *   4. commit between two batches: counters carried over by name, tables and
- *      pipelines swapped, transport peers re-registered, ports that left closed,
- *      SAs that left destroyed. The FDB starts empty (it relearns on the next frame).
+ *   4. commit between two batches: counters carried over by name, handshake SA
+ *      routes put into the new tables, tables and pipelines swapped, transport
+ *      peers re-registered, session peers added/removed/updated (sessions that
+ *      stay are kept), ports that left closed, SAs that left destroyed. The FDB starts empty (it relearns on the next frame).
  *
  * Housekeeping (1 s, unref'd): FDB aging, audit summaries, reassembly expiry, SA
  * limits, sequence-number top-up, reopening ports whose device came back.
@@ -49,6 +52,9 @@ import { dropPrivileges } from './privileges.js';
 import { labelSummary, metricsSnapshot, SECTUNNEL_VERSION, statusReport, type DaemonView } from './report.js';
 import { SaRegistry } from './sas.js';
 import { openTransport, type OpenTransport } from './transport.js';
+import { Handshakes, loadPsks } from './handshake.js';
+import { UdpTransport } from '../../io/udp.js';
+import { NON_ESP_MARKER_BYTES } from '../../wire/constants.js';
 
 /** Pool buffers each guest port and the transport hold in their receive rings (the io layer's default batch). */
 export const RX_RING_PACKETS = 64;
@@ -88,7 +94,18 @@ function checkStaticKeys(cfg: DaemonConfig, file: string, allowed: boolean): voi
     'ST_DAEMON_STATIC_KEYS',
     `${file}: ${shown}: static SA keys are refused without --insecure-static-keys. ` +
       'Static keys are for tests and debugging: they never change, give no forward secrecy, and anyone with the config file can read or forge the traffic. ' +
-      'The key-exchange handshake is not integrated yet; to run with static keys anyway, pass --insecure-static-keys.',
+      'Configure host.privateKeyFile and peers[].publicKey for the key-exchange handshake instead; to run with static keys anyway, pass --insecure-static-keys.',
+  );
+}
+
+/** Without static keys, peers with a public key need the host's private key. */
+function checkHandshakeKeys(cfg: DaemonConfig, file: string, staticKeys: boolean): void {
+  if (staticKeys || cfg.host.privateKeyFile !== undefined) return;
+  const i = cfg.peers.findIndex((p) => p.publicKey !== undefined);
+  if (i < 0) return;
+  throw new DaemonError(
+    'ST_DAEMON_KEYS',
+    `${file}: peers[${i}].publicKey is set but host.privateKeyFile is not: the handshake needs this host's private key (create one with \`sectunnel keygen FILE\`)`,
   );
 }
 
@@ -122,6 +139,8 @@ function restartOnlyChanges(a: DaemonConfig, b: DaemonConfig): string[] {
   cmp('metrics.listen', a.metrics.listen, b.metrics.listen);
   cmp('crypto.backend', a.crypto.backend, b.crypto.backend);
   cmp('host.name', a.host.name, b.host.name);
+  cmp('host.privateKeyFile', a.host.privateKeyFile, b.host.privateKeyFile);
+  cmp('handshake', a.handshake, b.handshake);
   return out;
 }
 
@@ -147,6 +166,10 @@ export class Daemon implements DaemonView {
   readonly pool: PacketPool;
   readonly dataplane: Dataplane;
   readonly sas: SaRegistry;
+  /** The peer handshake; null with --insecure-static-keys or without host.privateKeyFile. */
+  handshakes: Handshakes | null = null;
+  /** With raw ESP: the UDP socket that carries the handshake. */
+  private controlUdp: UdpTransport | null = null;
   /** Resolves when stop() has finished. */
   readonly stopped: Promise<void>;
   /** Reloads done, and refused. */
@@ -207,6 +230,8 @@ export class Daemon implements DaemonView {
     checkStaticKeys(cfg, o.configFile, o.insecureStaticKeys);
     const plans = planStaticSas(cfg, o.insecureStaticKeys);
     checkKeymats(o.configFile, plans);
+    checkHandshakeKeys(cfg, o.configFile, o.insecureStaticKeys);
+    const psks = o.insecureStaticKeys ? new Map<string, Uint8Array>() : await loadPsks(cfg);
     const log = new Logger({ level: cfg.log.level, fields: { host: cfg.host.name }, ...(o.logStream !== undefined && { stream: o.logStream }) });
     const backend = chooseBackend(cfg);
     const mtu = mtuPlan(cfg);
@@ -225,6 +250,13 @@ export class Daemon implements DaemonView {
       const sas = new SaRegistry(seqStore, cfg.crypto.backend === 'auto' ? undefined : backend.name, log);
       undo.push(() => sas.destroyAll());
       const tables = buildTables(cfg, { auditor, staticSas: o.insecureStaticKeys });
+      // The audit log the handshake writes to follows reloads that open a new one.
+      const ref: { d: Daemon | null } = { d: null };
+      const handshakes =
+        o.insecureStaticKeys || cfg.host.privateKeyFile === undefined
+          ? null
+          : await Handshakes.create({ cfg, psks, backend: cfg.crypto.backend === 'auto' ? undefined : backend.name, tables, pool, log, auditLog: () => ref.d?.auditLog ?? auditLog });
+      if (handshakes !== null) undo.push(() => handshakes.stop());
       const { changes, commit } = sas.prepare(plans, Date.now());
       commit();
       for (const pair of changes.pairs) installSaPair(tables, pair.plan, pair.inbound, pair.outbound);
@@ -235,6 +267,19 @@ export class Daemon implements DaemonView {
       registerPeers(transport.transport, cfg, 0);
 
       const d = new Daemon({ cfg, o, log, backend: backend.name, mtu, pool, auditLog, auditor, seqStore, sas, tables, transport });
+      d.handshakes = handshakes;
+      ref.d = d;
+      if (handshakes !== null) {
+        if (cfg.underlay.transport === 'esp') {
+          try {
+            d.controlUdp = await UdpTransport.bind({ address: cfg.underlay.address, port: cfg.underlay.port, family: cfg.underlay.family, pool, batchPackets: 16 });
+          } catch (e) {
+            throw new DaemonError('ST_DAEMON_TRANSPORT', `underlay: cannot open UDP ${cfg.underlay.address}:${cfg.underlay.port} for the handshake: ${(e as Error).message}`, e);
+          }
+          undo.push(() => d.controlUdp?.close());
+          registerPeers(d.controlUdp, cfg, 0);
+        }
+      }
       undo.push(() => d.closePorts([...d.ports.values()]));
       const portOf: (PortHandle | null)[] = [];
       cfg.domains.forEach((dom, i) => {
@@ -247,6 +292,16 @@ export class Daemon implements DaemonView {
 
       d.control = new ControlServer({ path: cfg.control.socket, onError: (e, method) => log.error('control method failed', { method, error: e }) });
       d.control.register('status', () => statusReport(d, Date.now()));
+      d.control.register('rekey', (params: unknown) => {
+        const peer = typeof params === 'object' && params !== null ? (params as { peer?: unknown }).peer : undefined;
+        if (typeof peer !== 'string') throw new ControlMethodError('bad_params', 'rekey: expected {"peer": NAME}');
+        if (d.handshakes === null) throw new ControlMethodError('no_handshake', 'rekey: this daemon runs without the handshake (--insecure-static-keys or no host.privateKeyFile)');
+        try {
+          return d.handshakes.rekey(peer);
+        } catch (e) {
+          throw new ControlMethodError('unknown_peer', `rekey: ${(e as Error).message}`);
+        }
+      });
       d.control.register('reload', async () => {
         try {
           return await d.reload();
@@ -272,6 +327,28 @@ export class Daemon implements DaemonView {
       // Reading starts last: nothing arrives before every table and port is in place.
       d.dataplane.attachTransport(transport.transport, transport.inputKind);
       transport.transport.onError((errno) => log.error('underlay socket stopped receiving', { errno }));
+      if (handshakes !== null) {
+        d.dataplane.onUnknownSpi = (peerIndex) => handshakes.unknownSpi(peerIndex);
+        if (d.controlUdp !== null) {
+          const cu = d.controlUdp;
+          cu.onPackets((bufs, count, meta) => {
+            for (let i = 0; i < count; i++) {
+              const b = bufs[i]!;
+              const len = b.end - b.start;
+              if (len >= NON_ESP_MARKER_BYTES && b.bytes[b.start] === 0 && b.bytes[b.start + 1] === 0 && b.bytes[b.start + 2] === 0 && b.bytes[b.start + 3] === 0) {
+                const a = meta.address(i);
+                handshakes.receive(b.bytes.slice(b.start, b.end), a.includes(':') ? `[${a}]:${meta.port(i)}` : `${a}:${meta.port(i)}`);
+              }
+              pool.put(b);
+            }
+          });
+          cu.onError((errno) => log.error('handshake UDP socket stopped receiving', { errno }));
+          handshakes.start(cu);
+        } else {
+          d.dataplane.onControl = (payload, source) => handshakes.receive(payload, source);
+          handshakes.start(transport.transport);
+        }
+      }
       for (const h of d.ports.values()) d.startPort(h);
       d.timer = setInterval(() => d.housekeeping(), HOUSEKEEPING_INTERVAL_MS);
       d.timer.unref();
@@ -287,6 +364,7 @@ export class Daemon implements DaemonView {
         labels: labelSummary(cfg),
         domains: cfg.domains.map((dom) => `${dom.name}(${dom.label}, ${dom.tap !== undefined ? `tap ${dom.tap.name}` : `attach ${dom.attach.interface}`})`),
         peers: cfg.peers.map((p) => `${p.name}(${p.address})`),
+        keys: o.insecureStaticKeys ? 'static (--insecure-static-keys)' : handshakes !== null ? 'handshake' : 'none',
         sas: changes.pairs.length,
         control: cfg.control.socket,
         ...(d.metrics !== null && { metrics: d.metrics.url }),
@@ -347,6 +425,8 @@ export class Daemon implements DaemonView {
     checkStaticKeys(cfg, this.configFile, this.staticKeys);
     const plans = planStaticSas(cfg, this.staticKeys);
     checkKeymats(this.configFile, plans);
+    checkHandshakeKeys(cfg, this.configFile, this.staticKeys);
+    const psks = this.handshakes !== null ? await loadPsks(cfg) : new Map<string, Uint8Array>();
 
     // Audit: a new file or new limits need a new log or auditor; the old ones go at commit.
     let auditLog = this.auditLog;
@@ -415,8 +495,12 @@ export class Daemon implements DaemonView {
     }
     const leaving = [...this.ports.values()].filter((h) => ![...byDomain.values()].includes(h));
     for (const h of leaving) h.domainId = -1;
+    this.handshakes?.setTables(tables);
     this.dataplane.swap(tables, portOf);
     registerPeers(this.transport.transport, cfg, old.peers.length);
+    if (this.controlUdp !== null) registerPeers(this.controlUdp, cfg, old.peers.length);
+    this.tables = tables;
+    this.handshakes?.reconfigure(cfg, psks);
     auditor.names = auditNames(tables);
     this.closePorts(leaving);
     this.ports.clear();
@@ -474,7 +558,9 @@ export class Daemon implements DaemonView {
     this.timer = null;
     this.closePorts([...this.ports.values()]);
     this.ports.clear();
+    this.handshakes?.stop();
     this.transport.transport.close();
+    this.controlUdp?.close();
     const steps: Promise<unknown>[] = [];
     if (this.control !== null) steps.push(this.control.close());
     if (this.metrics !== null) steps.push(this.metrics.close());
@@ -554,8 +640,13 @@ export class Daemon implements DaemonView {
       this.log.warn('running with static SA keys from the config (--insecure-static-keys): for tests and debugging only', { pairs: plans.length });
     }
     for (const p of this.cfg.peers) {
-      if (!this.staticKeys || p.staticSas.length === 0) {
-        this.log.warn('peer has no SAs: the handshake is not integrated yet, so nothing is sent to or accepted from it', { peer: p.name });
+      if (this.staticKeys ? p.staticSas.length === 0 : p.publicKey === undefined) {
+        this.log.warn(
+          this.staticKeys
+            ? 'peer has no static SAs: nothing is sent to or accepted from it'
+            : 'peer has no publicKey: no handshake, so nothing is sent to or accepted from it',
+          { peer: p.name },
+        );
       }
     }
   }

@@ -14,8 +14,11 @@
  * Receive path, per batch the transport delivers:
  *   1. nowMs once; every packet of the batch is of the transport's input kind,
  *   2. DecapPipeline.run → actions (deliveries only),
- *   3. perform: one writeBatch per destination domain,
- *   4. release.
+ *   3. control plane: each control message (non-ESP marker) is copied out to
+ *      `onControl` with its source "addr:port"; each ESP packet dropped for an
+ *      unknown SPI from a configured peer's address goes to `onUnknownSpi`,
+ *   4. perform: one writeBatch per destination domain,
+ *   5. release.
  * `swap()` replaces the tables (a reload) between two batches: both pipelines are
  * rebuilt over the new tables; the reassembler (fragments in flight) is kept.
  */
@@ -53,6 +56,10 @@ export class Dataplane {
   fragmented = 0;
   /** Guest frames dropped because the sequence guard refused the batch. */
   guardDrops = 0;
+  /** Control messages (handshakes) from the underlay, copied out; null: dropped (counted non_esp_marker). */
+  onControl: ((payload: Uint8Array, source: string) => void) | null = null;
+  /** ESP with an unknown SPI from configured peer `peerIndex` (a peer that may have restarted). */
+  onUnknownSpi: ((peerIndex: number) => void) | null = null;
   /** Batches handled per direction. */
   sendBatches = 0;
   receiveBatches = 0;
@@ -158,7 +165,7 @@ export class Dataplane {
   }
 
   /** Receive path for one batch of the transport. */
-  private readonly fromWire = (bufs: PacketBuf[], count: number, _meta: UdpRxMeta): void => {
+  private readonly fromWire = (bufs: PacketBuf[], count: number, meta: UdpRxMeta): void => {
     let off = 0;
     while (off < count) {
       const n = Math.min(count - off, DATAPLANE_MAX_BATCH);
@@ -166,11 +173,34 @@ export class Dataplane {
       const out = this.decapOut;
       this.decap.run(batch, this.kinds, n, Date.now(), out);
       this.receiveBatches++;
+      if (this.onControl !== null || this.onUnknownSpi !== null) this.controlPlane(batch, n, off, meta, out);
       this.deliver(out);
       this.release(out);
       off += n;
     }
   };
+
+  /** Receive stage 3 (see the file comment); allocates only for control messages. */
+  private controlPlane(batch: PacketBuf[], n: number, off: number, meta: UdpRxMeta, out: Actions): void {
+    const d = this.decap;
+    if (this.onControl !== null) {
+      for (let c = 0; c < d.controlCount; c++) {
+        const i = d.controlFrom[c]!;
+        const b = batch[i]!;
+        const row = off + i;
+        const address = meta.address(row);
+        const source = address.includes(':') ? `[${address}]:${meta.port(row)}` : `${address}:${meta.port(row)}`;
+        this.onControl(b.bytes.slice(b.start, b.end), source);
+      }
+    }
+    if (this.onUnknownSpi !== null) {
+      for (let i = 0; i < n; i++) {
+        if (out.verdict[i] !== Reason.unknown_spi) continue;
+        const p = meta.peer(off + i);
+        if (p >= 0) this.onUnknownSpi(p);
+      }
+    }
+  }
 
   /** One writeBatch per destination domain, in order of first appearance. */
   private deliver(out: Actions): void {

@@ -15,7 +15,9 @@ export type DaemonErrorCode =
   /** --user names no user, or the privileges cannot be dropped. */
   | 'ST_DAEMON_USER'
   /** The crypto backend the config asks for is unavailable. */
-  | 'ST_DAEMON_CRYPTO';
+  | 'ST_DAEMON_CRYPTO'
+  /** The host private key or a pre-shared key cannot be read (missing, readable by others, malformed), or the handshake peers are inconsistent. */
+  | 'ST_DAEMON_KEYS';
 
 /** A daemon start or reload failure; the message names the config field or the resource. */
 export class DaemonError extends Error {

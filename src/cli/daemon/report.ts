@@ -17,6 +17,7 @@ import type { InboundSa, OutboundSa } from '../../core/sa.js';
 import type { Tables } from '../../core/tables.js';
 import type { Dataplane } from './dataplane.js';
 import type { PortHandle } from './ports.js';
+import type { Handshakes } from './handshake.js';
 import type { SaRegistry } from './sas.js';
 
 /** The version the daemon reports (package.json). */
@@ -35,6 +36,8 @@ export interface DaemonView {
   readonly dataplane: Dataplane;
   readonly tables: Tables;
   readonly sas: SaRegistry;
+  /** The peer handshake, or null (static keys). */
+  readonly handshakes: Handshakes | null;
   /** Ports by domain name. */
   readonly ports: ReadonlyMap<string, PortHandle>;
   readonly auditLog: AuditLog;
@@ -58,7 +61,10 @@ function outState(sa: OutboundSa): string {
 export function statusReport(v: DaemonView, nowMs: number): StatusReport {
   const { cfg, tables: t } = v;
   const sas: SaStatus[] = [];
-  for (const e of v.sas.inboundEntries()) {
+  const sessions = new Map((v.handshakes?.status(nowMs) ?? []).map((x) => [x.peer, x]));
+  const inbound = [...v.sas.inboundEntries(), ...(v.handshakes?.inboundEntries() ?? [])];
+  const outbound = [...v.sas.outboundEntries(), ...(v.handshakes?.outboundEntries() ?? [])];
+  for (const e of inbound) {
     const sa = e.sa;
     sas.push({
       spi: hex8(sa.spi),
@@ -73,7 +79,7 @@ export function statusReport(v: DaemonView, nowMs: number): StatusReport {
       state: sa.destroyed ? 'destroyed' : 'active',
     });
   }
-  for (const e of v.sas.outboundEntries()) {
+  for (const e of outbound) {
     const sa = e.sa;
     sas.push({
       spi: hex8(sa.spi),
@@ -99,13 +105,36 @@ export function statusReport(v: DaemonView, nowMs: number): StatusReport {
     underlay: { address: cfg.underlay.address, port: cfg.underlay.transport === 'udp' ? cfg.underlay.port : 0, transport: cfg.underlay.transport },
     mtu: { underlayMtu: v.mtu.underlayMtu, overheadBytes: v.mtu.overheadBytes, guestMtu: v.mtu.guestMtu },
     pool: { free: v.pool.available, total: v.pool.capacity },
-    peers: cfg.peers.map((p) => ({
-      name: p.name,
-      address: p.address,
-      ...(cfg.underlay.transport === 'udp' && { port: p.port }),
-      labels: [...p.labels],
-      state: v.staticKeys && p.staticSas.length > 0 ? 'static' : 'no-keys',
-    })),
+    peers: cfg.peers.map((p) => {
+      const hs = sessions.get(p.name);
+      const id = t.peers.findIndex((q) => q.name === p.name);
+      let tx = 0;
+      let rx = 0;
+      for (let l = 0; id >= 0 && l < t.labels.size; l++) {
+        tx += t.traffic.txPackets[id * t.labels.size + l]!;
+        rx += t.traffic.rxPackets[id * t.labels.size + l]!;
+      }
+      const base = {
+        name: p.name,
+        address: p.address,
+        ...(cfg.underlay.transport === 'udp' && { port: p.port }),
+        labels: [...p.labels],
+      };
+      if (hs === undefined) return { ...base, state: v.staticKeys && p.staticSas.length > 0 ? 'static' : 'no-keys' };
+      return {
+        ...base,
+        txPackets: tx,
+        rxPackets: rx,
+        state: hs.established ? 'established' : hs.handshakePending ? 'handshaking' : 'down',
+        lastHandshake: hs.lastHandshakeMs === null ? null : new Date(hs.lastHandshakeMs).toISOString(),
+        sessionAgeMs: hs.sessionAgeMs,
+        nextRekey: hs.nextRekeyMs === null ? null : new Date(hs.nextRekeyMs).toISOString(),
+        negotiatedLabels: hs.labels,
+        algorithm: hs.algorithm,
+        handshakeFailures: { ...hs.failures } as Record<string, number>,
+        rekeys: Object.fromEntries(Object.entries(hs.rekeys).filter(([, n]) => n > 0)),
+      };
+    }),
     sas,
     labels: t.labels.labels.map((l) => ({ name: l.name, vlan: l.vlan, greKey: l.greKey, context: l.context, fdbEntries: t.fdb.size(l.id) })),
     domains: cfg.domains.map((d) => {
@@ -123,6 +152,12 @@ export function statusReport(v: DaemonView, nowMs: number): StatusReport {
     reasons: t.counters.toJSON(),
     fragmented: v.dataplane.fragmented,
     audit: { path: v.auditLog.path, written: v.auditLog.written, suppressed: v.auditor.limiter.suppressedTotal, lost: v.auditLog.lost },
+    ...(v.handshakes !== null && {
+      handshake: {
+        completed: v.handshakes.host.handshakesCompleted,
+        failures: Object.fromEntries(Object.entries(v.handshakes.host.failures).filter(([, n]) => n > 0)),
+      },
+    }),
   };
 }
 
@@ -147,12 +182,12 @@ export function metricsSnapshot(v: DaemonView): MetricsSnapshot {
   }
   const saPackets: MetricSample<'spi' | 'label' | 'peer' | 'direction'>[] = [];
   const replay: MetricSample<'spi'>[] = [];
-  for (const e of v.sas.inboundEntries()) {
+  for (const e of [...v.sas.inboundEntries(), ...(v.handshakes?.inboundEntries() ?? [])]) {
     const spi = hex8(e.sa.spi);
     saPackets.push({ labels: { spi, label: [...e.sa.labels].join(','), peer: e.peer, direction: 'in' }, value: e.sa.packets });
     replay.push({ labels: { spi }, value: replayDrops(e.sa) });
   }
-  for (const e of v.sas.outboundEntries()) {
+  for (const e of [...v.sas.outboundEntries(), ...(v.handshakes?.outboundEntries() ?? [])]) {
     saPackets.push({ labels: { spi: hex8(e.sa.spi), label: [...e.sa.labels].join(','), peer: e.peer, direction: 'out' }, value: e.sa.packets });
   }
   return {

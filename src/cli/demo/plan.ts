@@ -6,12 +6,11 @@
  *
  * Nothing here touches the system; world.ts builds what the plan says.
  */
-import { Buffer } from 'node:buffer';
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { daemonConfigSchema } from '../../control/config.js';
+import { encodeKey, generatePrivateKey, publicKeyOf, writeSecretKeyFile } from '../../control/keys.js';
 import { validateConfig } from '../../control/load.js';
-import { aeadKeymatBytes, type AeadAlgorithm } from '../../crypto/aead.js';
+import type { AeadAlgorithm } from '../../crypto/aead.js';
 import { guestAddresses, guestMac } from '../../io/netns.js';
 import {
   ESP_ALIGN_BYTES,
@@ -19,7 +18,6 @@ import {
   ESP_ICV_BYTES,
   ESP_IV_BYTES,
   ESP_MAX_PAD_BYTES,
-  ESP_SPI_MIN,
   ESP_TRAILER_BYTES,
   ETH_HEADER_BYTES,
   GRE_KEYED_BYTES,
@@ -88,6 +86,8 @@ export interface DemoHost {
   auditFile: string;
   logFile: string;
   stateDir: string;
+  /** The host's X25519 private key file (mode 0600), written by `writeHostKeys`. */
+  keyFile: string;
   metricsPort: number;
 }
 
@@ -163,6 +163,7 @@ export function demoPlan(tmpDir: string, prefix = DEMO_PREFIX): DemoPlan {
       auditFile: join(tmpDir, `${name}-audit.jsonl`),
       logFile: join(tmpDir, `${name}.log`),
       stateDir: join(tmpDir, `${name}-state`),
+      keyFile: join(tmpDir, `${name}.key`),
       metricsPort: DEMO_METRICS_PORTS[i]!,
     };
   }) as [DemoHost, DemoHost];
@@ -185,50 +186,32 @@ export function guestOf(plan: DemoPlan, letter: 'a' | 'b', label: LabelName): De
   return g;
 }
 
-/** One SA: receiver-chosen SPI and KEYMAT (key ‖ 4-octet salt). */
-export interface DemoSa {
-  spi: number;
-  keymat: Uint8Array;
-}
-
-/** Per label, the SA host-a sends on (`aToB`) and the one host-b sends on (`bToA`). */
-export type DemoSas = Record<LabelName, { aToB: DemoSa; bToA: DemoSa }>;
+/** The public keys of both hosts (base64, as `sectunnel pubkey` prints them). */
+export type DemoKeys = Record<'a' | 'b', string>;
 
 /**
- * Fresh random static SAs for one run: a pair per label (as Labeled IPsec: an SA
- * carries one label), random KEYMAT from the system CSPRNG, random distinct SPIs
- * ≥ 256 (RFC 4303 §2.1). Never reused across runs, so no (key, nonce) pair repeats.
+ * Fresh host identities for one run: a private key per host from the system CSPRNG,
+ * written to the host's 0600 key file (as `sectunnel keygen` does); returns the public keys.
  */
-export function freshStaticSas(algorithm: AeadAlgorithm = DEMO_ALGORITHM): DemoSas {
-  const used = new Set<number>();
-  const spi = (): number => {
-    for (;;) {
-      const v = randomBytes(4).readUInt32BE(0);
-      if (v >= ESP_SPI_MIN && !used.has(v)) {
-        used.add(v);
-        return v;
-      }
+export async function writeHostKeys(plan: DemoPlan): Promise<DemoKeys> {
+  const out: Partial<DemoKeys> = {};
+  for (const h of plan.hosts) {
+    const key = generatePrivateKey();
+    try {
+      await writeSecretKeyFile(h.keyFile, key);
+      out[h.letter] = encodeKey(publicKeyOf(key));
+    } finally {
+      key.fill(0);
     }
-  };
-  const sa = (): DemoSa => ({ spi: spi(), keymat: new Uint8Array(randomBytes(aeadKeymatBytes(algorithm))) });
-  return {
-    red: { aToB: sa(), bToA: sa() },
-    blue: { aToB: sa(), bToA: sa() },
-  };
+  }
+  return out as DemoKeys;
 }
 
-function hexSpi(spi: number): string {
-  return `0x${spi.toString(16).padStart(8, '0')}`;
-}
-
-/** The daemon config of `host` (docs/config.md), as a JSON-serialisable object. */
-export function hostConfig(plan: DemoPlan, host: DemoHost, sas: DemoSas): Record<string, unknown> {
+/** The daemon config of `host` (docs/config.md), as a JSON-serialisable object: the peer is named by its public key. */
+export function hostConfig(plan: DemoPlan, host: DemoHost, keys: DemoKeys): Record<string, unknown> {
   const peer = plan.hosts[host.letter === 'a' ? 1 : 0];
-  const outOf = (l: LabelName): DemoSa => (host.letter === 'a' ? sas[l].aToB : sas[l].bToA);
-  const inOf = (l: LabelName): DemoSa => (host.letter === 'a' ? sas[l].bToA : sas[l].aToB);
-  const half = (s: DemoSa): { spi: string; keymat: string } => ({ spi: hexSpi(s.spi), keymat: Buffer.from(s.keymat).toString('hex') });
   return {
-    host: { name: host.name },
+    host: { name: host.name, privateKeyFile: host.keyFile },
     underlay: { address: host.ipv4, port: plan.udpPort, transport: 'udp', mtu: plan.underlayMtuBytes },
     crypto: { algorithm: plan.algorithm },
     labels: DEMO_LABELS.map((l) => ({ name: l.name, vlan: l.vlan, context: l.context })),
@@ -243,12 +226,8 @@ export function hostConfig(plan: DemoPlan, host: DemoHost, sas: DemoSas): Record
         name: peer.name,
         address: peer.ipv4,
         labels: DEMO_LABELS.map((l) => l.name),
-        staticSas: DEMO_LABELS.map((l) => ({
-          labels: [l.name],
-          algorithm: plan.algorithm,
-          in: half(inOf(l.name)),
-          out: half(outOf(l.name)),
-        })),
+        publicKey: keys[peer.letter],
+        algorithms: [plan.algorithm],
       },
     ],
     audit: { path: host.auditFile },
@@ -260,8 +239,8 @@ export function hostConfig(plan: DemoPlan, host: DemoHost, sas: DemoSas): Record
 }
 
 /** The config file text of `host`, checked against the daemon's schema first (a mistake here is the demo's, named as such). */
-export function hostConfigText(plan: DemoPlan, host: DemoHost, sas: DemoSas): string {
-  const cfg = hostConfig(plan, host, sas);
+export function hostConfigText(plan: DemoPlan, host: DemoHost, keys: DemoKeys): string {
+  const cfg = hostConfig(plan, host, keys);
   validateConfig(cfg, daemonConfigSchema, `<demo config of ${host.name}>`);
   return JSON.stringify(cfg, null, 2) + '\n';
 }

@@ -1,0 +1,82 @@
+/**
+ * `sectunnel rekey PEER`: asks the running daemon to start a new handshake with
+ * PEER now (make-before-break: traffic keeps flowing on the current SAs until
+ * the new ones are installed on both sides).
+ *
+ * Stages: arguments → socket path (--socket; else --config's control.socket;
+ * else the only socket in /run/sectunnel) → control method `rekey {peer}` → one line.
+ */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadDaemonConfig } from '../control/config.js';
+import { callControl, ControlClientError } from '../control/status-client.js';
+import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js';
+import { registerSubcommand } from './main.js';
+import { DEFAULT_SOCKET_DIR, type StatusOutput } from './status.js';
+
+const HELP = `usage: sectunnel rekey PEER [--socket PATH | --config FILE] [--timeout MS]
+
+Starts a new handshake with PEER now. The current SAs keep carrying traffic
+until the new ones are installed on both sides (make-before-break).
+
+  --socket PATH   the daemon's control socket (config control.socket)
+  --config FILE   read the socket path from the daemon's config file
+  --timeout MS    how long to wait for the reply (default 5000)
+  -h, --help      this text
+
+Exit status: 0 started (or one already pending), 1 no daemon or unknown peer, 2 bad arguments.`;
+
+/** Runs `sectunnel rekey` with `argv` (after the subcommand name); returns the exit status, throws CliError. */
+export async function runRekey(argv: string[], out: StatusOutput = process.stdout): Promise<number> {
+  let values: { socket?: string; config?: string; timeout?: string; help?: boolean };
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      options: { socket: { type: 'string' }, config: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: true,
+    }));
+  } catch (e) {
+    throw new CliError(`${(e as Error).message}\n\n${HELP}`, EXIT_USAGE);
+  }
+  if (values.help) {
+    out.write(HELP + '\n');
+    return 0;
+  }
+  if (positionals.length !== 1 || positionals[0] === '') throw new CliError(`expected one PEER name\n\n${HELP}`, EXIT_USAGE);
+  if (values.socket !== undefined && values.config !== undefined) throw new CliError('give --socket or --config, not both', EXIT_USAGE);
+  let timeoutMs = 5000;
+  if (values.timeout !== undefined) {
+    timeoutMs = Number(values.timeout);
+    if (!/^[0-9]+$/.test(values.timeout) || timeoutMs < 1 || timeoutMs > 600_000) {
+      throw new CliError(`--timeout ${values.timeout}: expected milliseconds, an integer in 1..600000`, EXIT_USAGE);
+    }
+  }
+  const peer = positionals[0]!;
+  const socket = values.socket ?? (values.config !== undefined ? (await loadDaemonConfig(values.config)).control.socket : await onlySocket());
+  let reply: unknown;
+  try {
+    reply = await callControl(socket, 'rekey', { peer }, { timeoutMs });
+  } catch (e) {
+    if (e instanceof ControlClientError) throw new CliError(e.message, EXIT_FAILURE);
+    throw e;
+  }
+  const started = typeof reply === 'object' && reply !== null && (reply as { started?: unknown }).started === true;
+  out.write(started ? `rekey with ${peer} started\n` : `a handshake with ${peer} is already in progress\n`);
+  return 0;
+}
+
+async function onlySocket(dir = DEFAULT_SOCKET_DIR): Promise<string> {
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => n.endsWith('.sock')).sort();
+  } catch {
+    names = [];
+  }
+  if (names.length === 1) return join(dir, names[0]!);
+  throw new CliError(`${names.length === 0 ? `no daemon socket in ${dir}` : `several daemon sockets in ${dir}`}: give --socket PATH or --config FILE`, EXIT_FAILURE);
+}
+
+registerSubcommand('rekey', 'start a new handshake with a peer now (make-before-break)', (argv) => runRekey(argv));
