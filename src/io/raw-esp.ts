@@ -57,7 +57,7 @@ import type { PacketBuf } from '../buf/packet-buf.js';
 import { PacketPool } from '../buf/pool.js';
 import { IP_PROTO_ESP, IPV4_HEADER_BYTES } from '../wire/constants.js';
 import { IoError, batchOption, emptyIoStats, type IoStats } from './tap.js';
-import { UDP_MAX_PEERS, UDP_META_STRIDE, UdpRxMeta, formatIp, parseIp, type UdpPacketsCallback, type UdpTransport } from './udp.js';
+import { CopyRxBatch, UDP_MAX_PEERS, UDP_META_STRIDE, formatIp, parseIp, type UdpPacketsCallback, type UdpTransport } from './udp.js';
 
 /** The transport shape the UDP and raw ESP transports share (what the daemon needs of either). */
 export type EspTransport = Pick<
@@ -199,11 +199,7 @@ export class RawEspTransport implements EspTransport {
   /** IPv6 source in RFC 5952 text -> lowest peer index. */
   private readonly peerIndex6 = new Map<string, number>();
   private readonly slabView: Buffer;
-  private readonly rows: Int32Array;
-  private readonly meta: UdpRxMeta;
-  private readonly out: PacketBuf[];
-  private pending = 0;
-  private scheduled = false;
+  private readonly rx: CopyRxBatch;
   private inflight = 0;
   private packets: UdpPacketsCallback | null = null;
   private errors: ((errno: number) => void) | null = null;
@@ -215,14 +211,12 @@ export class RawEspTransport implements EspTransport {
     /** The bound IPv4 address as a uint32 for the destination check, or -1 for 0.0.0.0 and IPv6. */
     private readonly local4: number,
     readonly pool: PacketPool,
-    private readonly batchPackets: number,
-    private readonly rxOffset: number,
+    batchPackets: number,
+    rxOffset: number,
     private readonly sendQueuePackets: number,
   ) {
     this.slabView = Buffer.from(pool.slab.buffer, pool.slab.byteOffset, pool.slab.byteLength);
-    this.rows = new Int32Array(batchPackets * UDP_META_STRIDE);
-    this.meta = new UdpRxMeta(this.rows);
-    this.out = new Array<PacketBuf>(batchPackets);
+    this.rx = new CopyRxBatch(pool, batchPackets, rxOffset, this.counters, (bufs, n, meta) => this.packets?.(bufs, n, meta));
     sock.on('error', this.onSocketError);
     openSockets.add(sock);
   }
@@ -380,8 +374,7 @@ export class RawEspTransport implements EspTransport {
     this.sock.removeAllListeners('message');
     this.sock.close();
     openSockets.delete(this.sock);
-    for (let i = 0; i < this.pending; i++) this.pool.put(this.out[i]!);
-    this.pending = 0;
+    this.rx.release();
     this.packets = null;
   }
 
@@ -453,25 +446,18 @@ export class RawEspTransport implements EspTransport {
       end = total;
     }
     const len = end - start;
-    if (len > this.pool.slotBytes - this.rxOffset) {
-      c.rxTruncated++;
-      return;
-    }
-    const b = this.pool.get();
-    if (b === null) {
-      c.poolExhausted++;
-      return;
-    }
-    msg.copy(this.slabView, b.bytes.byteOffset - this.pool.slab.byteOffset + this.rxOffset, start, end);
-    b.start = this.rxOffset;
-    b.end = this.rxOffset + len;
+    const rx = this.rx;
+    const b = rx.slot(len);
+    if (b === null) return;
+    msg.copy(this.slabView, b.bytes.byteOffset - this.pool.slab.byteOffset + rx.rxOffset, start, end);
+    b.start = rx.rxOffset;
+    b.end = rx.rxOffset + len;
 
-    const i = this.pending;
+    const i = rx.nextRow();
     const row = i * UDP_META_STRIDE;
-    const rows = this.rows;
-    const addr = this.meta.addrBytes;
-    const at = this.meta.addrOffset(i);
-    rows.fill(0, row, row + UDP_META_STRIDE);
+    const rows = rx.rows;
+    const addr = rx.meta.addrBytes;
+    const at = rx.meta.addrOffset(i);
     rows[row] = len;
     rows[row + 1] = this.family;
     if (this.family === 4) {
@@ -482,24 +468,7 @@ export class RawEspTransport implements EspTransport {
       if (src) addr.set(src.bytes, at);
       rows[row + 4] = src ? (this.peerIndex6.get(formatIp(src.bytes, 0, 6)) ?? -1) : -1;
     }
-    this.out[i] = b;
-    this.pending++;
-    c.rxPackets++;
-    c.rxBytes += len;
-    if (this.pending === this.batchPackets) this.flush();
-    else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flush);
-    }
-  };
-
-  private readonly flush = (): void => {
-    this.scheduled = false;
-    const n = this.pending;
-    if (n === 0 || this.closed) return;
-    this.pending = 0;
-    this.counters.rxBatches++;
-    this.packets?.(this.out, n, this.meta);
+    rx.push(b, len);
   };
 
   private assertOpen(): void {

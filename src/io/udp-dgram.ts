@@ -15,8 +15,8 @@ import type { PacketBuf } from '../buf/packet-buf.js';
 import type { PacketPool } from '../buf/pool.js';
 import { IoError, emptyIoStats, type IoStats } from './tap.js';
 import {
+  CopyRxBatch,
   UDP_META_STRIDE,
-  UdpRxMeta,
   checkPeer,
   formatIp,
   parseIp,
@@ -34,11 +34,7 @@ export class DgramUdpTransport implements UdpTransport {
   private readonly peers: ({ address: string; port: number } | null)[] = [];
   /** `address|port` (address in canonical text) -> peer index; the lowest index wins. */
   private readonly peerIndex = new Map<string, number>();
-  private readonly rows: Int32Array;
-  private readonly meta: UdpRxMeta;
-  private readonly out: PacketBuf[];
-  private pending = 0;
-  private scheduled = false;
+  private readonly rx: CopyRxBatch;
   private packets: UdpPacketsCallback | null = null;
   private errors: ((errno: number) => void) | null = null;
 
@@ -48,12 +44,10 @@ export class DgramUdpTransport implements UdpTransport {
     readonly address: string,
     readonly port: number,
     readonly pool: PacketPool,
-    private readonly batchPackets: number,
-    private readonly rxOffset: number,
+    batchPackets: number,
+    rxOffset: number,
   ) {
-    this.rows = new Int32Array(batchPackets * UDP_META_STRIDE);
-    this.meta = new UdpRxMeta(this.rows);
-    this.out = new Array<PacketBuf>(batchPackets);
+    this.rx = new CopyRxBatch(pool, batchPackets, rxOffset, this.counters, (bufs, n, meta) => this.packets?.(bufs, n, meta));
     sock.on('error', (e: NodeJS.ErrnoException) => {
       this.counters.rxErrors++;
       this.counters.lastErrno = -(e.errno ?? 0);
@@ -145,8 +139,7 @@ export class DgramUdpTransport implements UdpTransport {
     this.closed = true;
     this.sock.off('message', this.onMessage);
     this.sock.close();
-    for (let i = 0; i < this.pending; i++) this.pool.put(this.out[i]!);
-    this.pending = 0;
+    this.rx.release();
     this.packets = null;
   }
 
@@ -165,44 +158,19 @@ export class DgramUdpTransport implements UdpTransport {
   };
 
   private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
-    const c = this.counters;
-    if (msg.length > this.pool.slotBytes - this.rxOffset) {
-      c.rxTruncated++;
-      return;
-    }
-    const b = this.pool.get();
-    if (b === null) {
-      c.poolExhausted++;
-      return;
-    }
+    const rx = this.rx;
+    const b = rx.slot(msg.length);
+    if (b === null) return;
     const src = parseIp(rinfo.address);
-    b.load(msg, this.rxOffset);
-    const i = this.pending;
+    b.load(msg, rx.rxOffset);
+    const i = rx.nextRow();
     const row = i * UDP_META_STRIDE;
-    this.rows.fill(0, row, row + UDP_META_STRIDE);
-    this.rows[row] = msg.length;
-    this.rows[row + 1] = src?.family ?? 0;
-    this.rows[row + 2] = rinfo.port;
-    this.rows[row + 4] = this.peerIndex.get(`${src ? formatIp(src.bytes, 0, src.family) : ''}|${rinfo.port}`) ?? -1;
-    if (src) this.meta.addrBytes.set(src.bytes, this.meta.addrOffset(i));
-    this.out[i] = b;
-    this.pending++;
-    c.rxPackets++;
-    c.rxBytes += msg.length;
-    if (this.pending === this.batchPackets) this.flush();
-    else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flush);
-    }
-  };
-
-  private readonly flush = (): void => {
-    this.scheduled = false;
-    const n = this.pending;
-    if (n === 0 || this.closed) return;
-    this.pending = 0;
-    this.counters.rxBatches++;
-    this.packets?.(this.out, n, this.meta);
+    rx.rows[row] = msg.length;
+    rx.rows[row + 1] = src?.family ?? 0;
+    rx.rows[row + 2] = rinfo.port;
+    rx.rows[row + 4] = this.peerIndex.get(`${src ? formatIp(src.bytes, 0, src.family) : ''}|${rinfo.port}`) ?? -1;
+    if (src) rx.meta.addrBytes.set(src.bytes, rx.meta.addrOffset(i));
+    rx.push(b, msg.length);
   };
 
   private assertOpen(): void {

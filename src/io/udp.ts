@@ -107,6 +107,78 @@ export class UdpRxMeta {
 /** Receives each batch once: bufs[0..count) are the callee's (back to the pool when done); arrays are reused. */
 export type UdpPacketsCallback = (bufs: PacketBuf[], count: number, meta: UdpRxMeta) => void;
 
+/**
+ * The receive side of the transports that get one datagram per event and copy it
+ * (node:dgram, raw ESP): a pool slot per datagram at `rxOffset` with its meta row,
+ * delivered in batches when full or on the next setImmediate. A datagram larger
+ * than a slot counts in rxTruncated, one that finds no free slot in poolExhausted.
+ */
+export class CopyRxBatch {
+  readonly rows: Int32Array;
+  readonly meta: UdpRxMeta;
+  private readonly out: PacketBuf[];
+  /** Datagrams waiting for delivery (out[0..pending)). */
+  private pending = 0;
+  private scheduled = false;
+
+  constructor(
+    readonly pool: PacketPool,
+    private readonly batchPackets: number,
+    readonly rxOffset: number,
+    private readonly counters: IoStats,
+    private readonly deliver: (bufs: PacketBuf[], count: number, meta: UdpRxMeta) => void,
+  ) {
+    this.rows = new Int32Array(batchPackets * UDP_META_STRIDE);
+    this.meta = new UdpRxMeta(this.rows);
+    this.out = new Array<PacketBuf>(batchPackets);
+  }
+
+  /** A pool slot for a datagram of `len` octets, or null (counted: larger than a slot, or no free slot). */
+  slot(len: number): PacketBuf | null {
+    if (len > this.pool.slotBytes - this.rxOffset) {
+      this.counters.rxTruncated++;
+      return null;
+    }
+    const b = this.pool.get();
+    if (b === null) this.counters.poolExhausted++;
+    return b;
+  }
+
+  /** The index of the next datagram's meta row, zeroed (its address goes at meta.addrOffset(i)). */
+  nextRow(): number {
+    const i = this.pending;
+    this.rows.fill(0, i * UDP_META_STRIDE, (i + 1) * UDP_META_STRIDE);
+    return i;
+  }
+
+  /** Queues b, holding a datagram of `len` octets and described by the row nextRow() gave; delivers when the batch is full. */
+  push(b: PacketBuf, len: number): void {
+    this.out[this.pending++] = b;
+    this.counters.rxPackets++;
+    this.counters.rxBytes += len;
+    if (this.pending === this.batchPackets) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  /** Returns the undelivered buffers to the pool; nothing more is delivered (on close). */
+  release(): void {
+    for (let i = 0; i < this.pending; i++) this.pool.put(this.out[i]!);
+    this.pending = 0;
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    const n = this.pending;
+    if (n === 0) return;
+    this.pending = 0;
+    this.counters.rxBatches++;
+    this.deliver(this.out, n, this.meta);
+  };
+}
+
 export interface UdpBindOptions {
   /** Local address (default: 0.0.0.0 or ::). */
   address?: string;
