@@ -22,11 +22,14 @@
  *      code); the ESP stage alone without the cipher; the AEAD batch call alone over the
  *      same 64 packets in the same slab; the empty N-API batch call; the rest
  *   6. allocation check: --gc-packets packets (1400 octets, batch 64) through each pipeline
- *      in a plain loop, counting V8 garbage collections and heap growth
+ *      in a plain loop, counting V8 garbage collections, heap growth and the octets allocated
+ *      (V8's sampling heap profiler); once with sequence numbers from 1, once from 2^31 + 1
+ * SPIs are above 2^31 throughout (see SPI_A_TO_B).
  *   7. a table on stdout, or one JSON object with --json
  * Times are medians of tinybench samples (robust on a busy machine); ±% is tinybench's rme.
  */
 import { cpus, loadavg } from 'node:os';
+import { Session } from 'node:inspector/promises';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -60,8 +63,12 @@ const T0_MS = 1_700_000_000_000;
 const POOL_PACKETS = 512;
 const MAC_A = [0x02, 0, 0, 0, 0x0a, 0x01];
 const MAC_B = [0x02, 0, 0, 0, 0x0b, 0x01];
-const SPI_A_TO_B = 0x1001;
-const SPI_B_TO_A = 0x2001;
+// SPIs at or above 2^31, as half of all random SPIs are: V8 keeps such a number as a heap object
+// wherever it crosses a call that is not inlined, the case that shows a per-packet allocation.
+const SPI_A_TO_B = 0xc0001001;
+const SPI_B_TO_A = 0xc0002001;
+/** First sequence number of the allocation check's second case: the low half's top bit set (after 2^31 packets). */
+const HIGH_SEQ = 2 ** 31 + 1;
 const ESP_PREFIX_BYTES = 16; // SPI, seq, IV
 const ICV_BYTES = 16;
 
@@ -103,10 +110,14 @@ interface GcCheck {
   direction: Direction;
   algorithm: AeadAlgorithm;
   frameBytes: number;
+  /** The SA's first sequence number: 1, or HIGH_SEQ (the low half at 2^31 and above). */
+  firstSeq: number;
   packets: number;
   gcCount: number;
   gcMs: number;
   heapGrowthBytes: number;
+  /** Octets allocated per packet, from V8's sampling heap profiler (64-octet interval). */
+  allocatedBytesPerPacket: number;
   usPerPacket: number;
 }
 
@@ -176,7 +187,7 @@ interface Host {
 }
 
 /** One host: label `bench` (VLAN 100), one domain owning `mac`, peer 0 (the other host), an SA pair. */
-function host(side: 'a' | 'b', alg: AeadAlgorithm, crypto: CryptoKind): Host {
+function host(side: 'a' | 'b', alg: AeadAlgorithm, crypto: CryptoKind, firstSeq: number): Host {
   const labels = new LabelTable([{ name: 'bench', vlan: 100 }]);
   const macText = (side === 'a' ? MAC_A : MAC_B).map((x) => x.toString(16).padStart(2, '0')).join(':');
   const domains = new DomainTable([{ name: `guest-${side}`, label: 'bench', macs: [macText] }], labels);
@@ -184,7 +195,7 @@ function host(side: 'a' | 'b', alg: AeadAlgorithm, crypto: CryptoKind): Host {
   const backend = crypto === 'noop' ? 'node' : crypto;
   const outSpi = side === 'a' ? SPI_A_TO_B : SPI_B_TO_A;
   const inSpi = side === 'a' ? SPI_B_TO_A : SPI_A_TO_B;
-  let outSa = new OutboundSa({ spi: outSpi, algorithm: alg, keymat: keymat(alg, outSpi), backend, labels: ['bench'], nowMs: T0_MS });
+  let outSa = new OutboundSa({ spi: outSpi, algorithm: alg, keymat: keymat(alg, outSpi), backend, labels: ['bench'], nowMs: T0_MS, firstSeq });
   let inSa = new InboundSa({ spi: inSpi, algorithm: alg, keymat: keymat(alg, inSpi), backend, labels: ['bench'], nowMs: T0_MS });
   if (crypto === 'noop') {
     outSa = withNoopAead(outSa);
@@ -216,9 +227,9 @@ function guestFrame(frameBytes: number): Uint8Array {
 }
 
 /** Hosts A and B with A's table knowing B's guest behind the peer (learned, as from B's traffic). */
-function world(alg: AeadAlgorithm, crypto: CryptoKind): { a: Host; b: Host } {
-  const a = host('a', alg, crypto);
-  const b = host('b', alg, crypto);
+function world(alg: AeadAlgorithm, crypto: CryptoKind, firstSeq = 1): { a: Host; b: Host } {
+  const a = host('a', alg, crypto, firstSeq);
+  const b = host('b', alg, crypto, firstSeq);
   a.tables.fdb.learn(0, Uint8Array.from(MAC_B), 0, FDB_REMOTE, 0, T0_MS);
   return { a, b };
 }
@@ -250,8 +261,8 @@ interface PipelineTask {
   run(): void;
 }
 
-function encapTask(alg: AeadAlgorithm, crypto: CryptoKind, frameBytes: number, batch: number): PipelineTask {
-  const { a } = world(alg, crypto);
+function encapTask(alg: AeadAlgorithm, crypto: CryptoKind, frameBytes: number, batch: number, firstSeq = 1): PipelineTask {
+  const { a } = world(alg, crypto, firstSeq);
   const f = guestFrame(frameBytes);
   const bufs: PacketBuf[] = new Array<PacketBuf>(batch);
   const ids = new Int32Array(batch).fill(a.domainId);
@@ -273,8 +284,8 @@ function encapTask(alg: AeadAlgorithm, crypto: CryptoKind, frameBytes: number, b
   };
 }
 
-function decapTask(alg: AeadAlgorithm, crypto: CryptoKind, frameBytes: number, batch: number): PipelineTask {
-  const { a, b } = world(alg, crypto);
+function decapTask(alg: AeadAlgorithm, crypto: CryptoKind, frameBytes: number, batch: number, firstSeq = 1): PipelineTask {
+  const { a, b } = world(alg, crypto, firstSeq);
   const packets = sealedPackets(a, frameBytes, batch);
   const bufs: PacketBuf[] = new Array<PacketBuf>(batch);
   const kinds = new Uint8Array(batch).fill(DecapInput.udpPayload);
@@ -347,7 +358,7 @@ function aeadTask(direction: Direction, alg: AeadAlgorithm, frameBytes: number, 
     const p = packets[i]!;
     const at = buf.slabOffset + buf.start;
     const e = batch.push(at + 8, at + ESP_PREFIX_BYTES, p.length - ESP_PREFIX_BYTES - ICV_BYTES, 12);
-    // ESN AAD: SPI ‖ seq_hi (0) ‖ seq_lo.
+    // ESN AAD: SPI ‖ seq_hi (0 below 2^32) ‖ seq_lo.
     const aad = batch.aad;
     aad.set(p.subarray(0, 4), e * AEAD_BATCH_AAD_STRIDE);
     aad.set(p.subarray(4, 8), e * AEAD_BATCH_AAD_STRIDE + 8);
@@ -451,13 +462,31 @@ function collectGarbage(): void {
   (runInNewContext('gc') as () => void)();
 }
 
-/** Runs `packets` packets through each pipeline in a plain loop and counts garbage collections. */
+/** Sum of the sampled allocation sizes of a sampling heap profile (≈ octets allocated while sampling). */
+function sampledBytes(node: { selfSize: number; children: unknown[] }): number {
+  let sum = node.selfSize;
+  for (const c of node.children) sum += sampledBytes(c as { selfSize: number; children: unknown[] });
+  return sum;
+}
+
+/**
+ * Runs `packets` packets through each pipeline in a plain loop after a full GC: counts V8
+ * garbage collections, the heap growth, and the octets allocated (V8's sampling heap profiler,
+ * counting objects that were collected again too).
+ */
 async function gcCheck(args: Args): Promise<GcCheck[]> {
   const out: GcCheck[] = [];
   if (args.gcPackets === 0) return out;
   const algorithm = args.algorithms[0]!;
-  for (const direction of ['encap', 'decap'] as const) {
-    const task = (direction === 'encap' ? encapTask : decapTask)(algorithm, 'native', BREAKDOWN_FRAME_BYTES, BATCH_PACKETS);
+  const session = new Session();
+  session.connect();
+  for (const [direction, firstSeq] of [
+    ['encap', 1],
+    ['decap', 1],
+    ['encap', HIGH_SEQ],
+    ['decap', HIGH_SEQ],
+  ] as const) {
+    const task = (direction === 'encap' ? encapTask : decapTask)(algorithm, 'native', BREAKDOWN_FRAME_BYTES, BATCH_PACKETS, firstSeq);
     const rounds = Math.ceil(args.gcPackets / BATCH_PACKETS);
     for (let i = 0; i < 2000; i++) {
       task.load();
@@ -475,6 +504,11 @@ async function gcCheck(args: Args): Promise<GcCheck[]> {
     await new Promise((r) => setTimeout(r, 10));
     collectGarbage();
     obs.observe({ entryTypes: ['gc'] });
+    await session.post('HeapProfiler.startSampling', {
+      samplingInterval: 64,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    } as object);
     const heapBefore = process.memoryUsage().heapUsed;
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < rounds; i++) {
@@ -483,19 +517,24 @@ async function gcCheck(args: Args): Promise<GcCheck[]> {
     }
     const t1 = process.hrtime.bigint();
     const heapAfter = process.memoryUsage().heapUsed;
+    const { profile } = await session.post('HeapProfiler.stopSampling');
     await new Promise((r) => setTimeout(r, 50)); // let the observer see the last entries
     obs.disconnect();
+    const packets = rounds * BATCH_PACKETS;
     out.push({
       direction,
       algorithm,
       frameBytes: BREAKDOWN_FRAME_BYTES,
-      packets: rounds * BATCH_PACKETS,
+      firstSeq,
+      packets,
       gcCount,
       gcMs,
       heapGrowthBytes: heapAfter - heapBefore,
-      usPerPacket: Number(t1 - t0) / 1000 / (rounds * BATCH_PACKETS),
+      allocatedBytesPerPacket: sampledBytes(profile.head) / packets,
+      usPerPacket: Number(t1 - t0) / 1000 / packets,
     });
   }
+  session.disconnect();
   return out;
 }
 
@@ -568,9 +607,19 @@ async function main(): Promise<void> {
   if (gc.length > 0) {
     console.log(`\nallocation check (${BREAKDOWN_FRAME_BYTES} octets, batch ${BATCH_PACKETS}, plain loop incl. buffer loads):`);
     printTable(
-      ['direction', 'algorithm', 'packets', 'GCs', 'GC ms', 'heap growth B', 'µs/packet'],
-      gc.map((g) => [g.direction, g.algorithm, fmt(g.packets), String(g.gcCount), fmt(g.gcMs, 1), fmt(g.heapGrowthBytes), fmt(g.usPerPacket, 3)]),
-      2,
+      ['direction', 'algorithm', 'sequence numbers', 'packets', 'GCs', 'GC ms', 'heap growth B', 'allocated B/packet', 'µs/packet'],
+      gc.map((g) => [
+        g.direction,
+        g.algorithm,
+        g.firstSeq === 1 ? 'from 1' : 'from 2^31+1',
+        fmt(g.packets),
+        String(g.gcCount),
+        fmt(g.gcMs, 1),
+        fmt(g.heapGrowthBytes),
+        fmt(g.allocatedBytesPerPacket, 3),
+        fmt(g.usPerPacket, 3),
+      ]),
+      3,
     );
   }
 }

@@ -89,6 +89,11 @@ export class DecapPipeline {
   private readonly espRoute: InboundRoute[] = [];
   private readonly espFrom: number[] = [];
   private espCount = 0;
+  // The SPI looked up last in this run and its route: the tables do not change during a run,
+  // and a batch mostly holds one SA's packets. Besides the Map lookup this saves boxing an SPI
+  // of 2^31 or more into a new heap number for the Map key, per packet.
+  private lastSpi = -1;
+  private lastRoute: InboundRoute | undefined = undefined;
   private readonly groupBuf: PacketBuf[] = [];
   private readonly groupIdx: number[] = [];
   private groupDone: Uint8Array;
@@ -119,12 +124,14 @@ export class DecapPipeline {
     out.reset(count);
     this.espCount = 0;
     this.controlCount = 0;
+    this.lastSpi = -1;
     for (let i = 0; i < count; i++) {
       const buf = bufs[i]!;
       out.releaseBuf(buf);
       const r = this.outer(buf, kinds[i]!, i, nowMs, out);
       if (r !== OK) this.drop(out, i, r);
     }
+    this.lastRoute = undefined;
     this.openPending(nowMs, out);
   }
 
@@ -263,7 +270,12 @@ export class DecapPipeline {
     out.spi[i] = spi;
     const lo = ((b[s + 4]! << 24) | (b[s + 5]! << 16) | (b[s + 6]! << 8) | b[s + 7]!) >>> 0;
     out.seq[i] = lo;
-    const route = this.tables.inbound(spi);
+    let route = this.lastRoute;
+    if (spi !== this.lastSpi) {
+      route = this.tables.inbound(spi);
+      this.lastSpi = spi;
+      this.lastRoute = route;
+    }
     if (route === undefined) return Reason.unknown_spi;
     // With ESN, report the 64-bit number as inferred against the window before this batch.
     if (route.sa.esn) out.seq[i] = route.sa.inferSeqHi(lo) * 4294967296 + lo;

@@ -113,7 +113,7 @@ export class EncapPipeline {
         this.drop(out, i, Reason.inner_malformed);
         continue;
       }
-      const r = this.encapsulate(buf, peer, label, this.eth.pcp, i);
+      const r = this.encapsulate(buf, peer, label, this.eth.pcp, this.eth.tagKind, i);
       if (r !== OK) this.drop(out, i, r);
     }
     this.sealPending(nowMs, out);
@@ -163,7 +163,7 @@ export class EncapPipeline {
       this.deliverLocal(buf, to, i, out);
       return OK;
     }
-    if (kind === FDB_REMOTE) return this.encapsulate(buf, t.fdb.foundId, label, 0, i);
+    if (kind === FDB_REMOTE) return this.encapsulate(buf, t.fdb.foundId, label, 0, EthTag.none, i);
 
     // Unknown unicast, broadcast, multicast: flood within the label. Targets that fail are
     // counted one by one; the input's verdict is a drop only if no target at all got the frame.
@@ -182,7 +182,7 @@ export class EncapPipeline {
         this.fail(i, Reason.pool_exhausted);
         continue;
       }
-      const r = this.encapsulate(copy, f.peers[k]!, label, 0, i);
+      const r = this.encapsulate(copy, f.peers[k]!, label, 0, EthTag.none, i);
       if (r !== OK) this.fail(i, r);
     }
     return OK;
@@ -211,8 +211,12 @@ export class EncapPipeline {
     return c;
   }
 
-  /** Stage 4 up to the seal: tag, GRE; queues the ESP seal. OK or a drop reason. */
-  private encapsulate(buf: PacketBuf, peer: number, label: number, pcp: number, i: number): number {
+  /**
+   * Stage 4 up to the seal: tag, GRE; queues the ESP seal. OK or a drop reason. `tagKind` is what
+   * the caller's bind of this frame found (guest frames are untagged by then; a flood copy is
+   * the same bytes), so the frame is not parsed again.
+   */
+  private encapsulate(buf: PacketBuf, peer: number, label: number, pcp: number, tagKind: EthTag, i: number): number {
     const t = this.tables;
     const sa = t.outbound(peer, label);
     if (sa === null) return Reason.no_route;
@@ -220,8 +224,8 @@ export class EncapPipeline {
     if (buf.end - buf.start < ETH_HEADER_BYTES) return Reason.inner_malformed;
     // The frame arrives untagged (guest) or with its trunk tag (replay): (re)write exactly one tag.
     let start = buf.start;
-    if (this.eth.bind(buf.bytes, start, buf.end - start) === 0 && this.eth.tagKind !== EthTag.none) {
-      if (this.eth.tagKind !== EthTag.dot1q) return Reason.guest_vlan_tag;
+    if (tagKind !== EthTag.none) {
+      if (tagKind !== EthTag.dot1q) return Reason.guest_vlan_tag;
       // Rewrite the VID in place (PCP/DEI kept).
       const tciOff = start + 14;
       const tci = (buf.bytes[tciOff]! << 8) | buf.bytes[tciOff + 1]!;
@@ -288,7 +292,13 @@ export class EncapPipeline {
         out.send(buf, peer, from);
         this.sent[from] = 1;
         out.spi[from] = sa.spi;
-        out.seq[from] = sealedSeq(buf);
+        // The 64-bit sequence number is the IV (RFC 4106 §3.1), read in place: not through a
+        // helper, whose return value V8 would box into a heap number when it is 2^31 or more.
+        const b = buf.bytes;
+        const iv = buf.start + 8;
+        out.seq[from] =
+          (((b[iv]! << 24) | (b[iv + 1]! << 16) | (b[iv + 2]! << 8) | b[iv + 3]!) >>> 0) * 4294967296 +
+          (((b[iv + 4]! << 24) | (b[iv + 5]! << 16) | (b[iv + 6]! << 8) | b[iv + 7]!) >>> 0);
         const ti = peer * t.labels.size + this.pendLabel[j]!;
         t.traffic.txPackets[ti]!++;
         t.traffic.txBytes[ti]! += buf.end - buf.start;
@@ -319,13 +329,4 @@ export class EncapPipeline {
     ev.ethOffset = buf.start;
     a.record(nowMs, ev);
   }
-}
-
-/** The 64-bit sequence number of a sealed ESP packet: its IV (RFC 4106 §3.1: IV = sequence number). */
-function sealedSeq(buf: PacketBuf): number {
-  const b = buf.bytes;
-  const iv = buf.start + 8;
-  const hi = ((b[iv]! << 24) | (b[iv + 1]! << 16) | (b[iv + 2]! << 8) | b[iv + 3]!) >>> 0;
-  const lo = ((b[iv + 4]! << 24) | (b[iv + 5]! << 16) | (b[iv + 6]! << 8) | b[iv + 7]!) >>> 0;
-  return hi * 4294967296 + lo;
 }

@@ -68,6 +68,13 @@ export function espPacketBytes(payloadBytes: number): number {
   return ESP_PREFIX_BYTES + payloadBytes + espPadBytes(payloadBytes) + ESP_TRAILER_BYTES + ESP_ICV_BYTES;
 }
 
+// 32-bit fields (SPI, sequence number halves) travel between the functions here as int32
+// (`x | 0`; `x >>> 0` turns one back into the unsigned value). V8 holds an int32 unboxed, but
+// boxes an unsigned value of 2^31 or more into a new heap number wherever it crosses a call
+// that is not inlined or lands in a module variable: an allocation per packet for half of all
+// SPIs, and for every sequence number whose low half has its top bit set.
+
+/** Writes v (an int32, or the uint32 with the same low 32 bits) big-endian at b[off]. */
 function putU32(b: Uint8Array, off: number, v: number): void {
   b[off] = v >>> 24;
   b[off + 1] = v >>> 16;
@@ -75,13 +82,19 @@ function putU32(b: Uint8Array, off: number, v: number): void {
   b[off + 3] = v;
 }
 
-function getU32(b: Uint8Array, off: number): number {
-  return ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
+/** Reads the big-endian 32-bit field at b[off] as an int32 (`>>> 0` gives its unsigned value). */
+function getI32(b: Uint8Array, off: number): number {
+  return (b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!;
 }
+
+/** The halves (int32) of the sequence number the last successful prepareSeal wrote (saves reading them back). */
+let sealedHi = 0;
+let sealedLo = 0;
 
 /**
  * Steps 1–4 and 6 of sealing (all but the cipher): on success buf [start,end) is the whole ESP
- * packet with the plaintext still in place and room for the ICV at the end; returns ESP_OK or a reason.
+ * packet with the plaintext still in place and room for the ICV at the end, and sealedHi/sealedLo
+ * hold its sequence number; returns ESP_OK or a reason.
  */
 function prepareSeal(sa: OutboundSa, buf: PacketBuf, nextHeader: number, nowMs: number): number {
   const payloadBytes = buf.end - buf.start;
@@ -100,12 +113,14 @@ function prepareSeal(sa: OutboundSa, buf: PacketBuf, nextHeader: number, nowMs: 
   buf.end = p + ESP_ICV_BYTES;
   // Header (§2.1–2.2) and IV = the 64-bit sequence number (RFC 4106 §3.1, RFC 7634 §2).
   const s = (buf.start -= ESP_PREFIX_BYTES);
-  const hi = Math.floor(seq / TWO_32);
-  const lo = seq >>> 0;
-  putU32(b, s, sa.spi);
+  const hi = Math.floor(seq / TWO_32) | 0; // seq < 2^53: hi < 2^21
+  const lo = seq | 0; // the low 32 bits, as an int32
+  putU32(b, s, sa.spi | 0);
   putU32(b, s + 4, lo);
   putU32(b, s + 8, hi);
   putU32(b, s + 12, lo);
+  sealedHi = hi;
+  sealedLo = lo;
   return ESP_OK;
 }
 
@@ -119,7 +134,7 @@ export function espSeal(sa: OutboundSa, buf: PacketBuf, nextHeader: number, nowM
   const s = buf.start;
   const b = buf.bytes;
   const textOff = s + ESP_PREFIX_BYTES;
-  const aad = sa.aadFor(getU32(b, s + 8), getU32(b, s + 4));
+  const aad = sa.aadFor(sealedHi, sealedLo);
   sa.aead.seal(b, s + ESP_HEADER_BYTES, textOff, buf.end - ESP_ICV_BYTES - textOff, aad);
   return ESP_OK;
 }
@@ -129,9 +144,9 @@ export function espSeal(sa: OutboundSa, buf: PacketBuf, nextHeader: number, nowM
  * window, else seq_zero (the 64-bit value 0; a low half of 0 in a later epoch is fine) or
  * replay_duplicate / replay_too_old.
  */
-function seqCheck(sa: InboundSa, lo: number, hi: number): number {
-  if (hi === 0 && lo === 0) return Reason.seq_zero;
-  const r = sa.replay.checkHiLo(hi, lo);
+function seqCheck(sa: InboundSa, lo32: number, hi: number): number {
+  if (hi === 0 && lo32 === 0) return Reason.seq_zero;
+  const r = sa.replay.checkHiLo(hi, lo32 >>> 0);
   return r === 0 ? ESP_OK : r;
 }
 
@@ -143,7 +158,8 @@ function textBytesOf(buf: PacketBuf): number {
 }
 
 /** Steps 5–7 for an authentic packet: commit, trailer checks, trim to the payload; ESP_OK or a reason. */
-function finishOpen(sa: InboundSa, buf: PacketBuf, hi: number, lo: number, textBytes: number, nowMs: number): number {
+function finishOpen(sa: InboundSa, buf: PacketBuf, hi: number, lo32: number, textBytes: number, nowMs: number): number {
+  const lo = lo32 >>> 0;
   sa.replay.commitHiLo(hi, lo);
   const b = buf.bytes;
   const textOff = buf.start + ESP_PREFIX_BYTES;
@@ -163,6 +179,11 @@ function finishOpen(sa: InboundSa, buf: PacketBuf, hi: number, lo: number, textB
   return ESP_OK;
 }
 
+/** The inferred high half (RFC 4303 App. A2.1) for a low half given as an int32. */
+function inferHi(sa: InboundSa, lo32: number): number {
+  return sa.inferSeqHi(lo32 >>> 0);
+}
+
 /** Counts a drop on the SA and returns its code. */
 function drop(sa: InboundSa, code: number): number {
   sa.drops.add(code);
@@ -179,8 +200,8 @@ export function espOpen(sa: InboundSa, buf: PacketBuf, nowMs: number): number {
   if (textBytes < 0) return drop(sa, Reason.truncated);
   const b = buf.bytes;
   const s = buf.start;
-  const lo = getU32(b, s + 4);
-  const hi = sa.inferSeqHi(lo);
+  const lo = getI32(b, s + 4);
+  const hi = inferHi(sa, lo);
   const r = seqCheck(sa, lo, hi);
   if (r !== ESP_OK) return drop(sa, r);
   if (!sa.aead.open(b, s + ESP_HEADER_BYTES, s + ESP_PREFIX_BYTES, textBytes, sa.aadFor(hi, lo))) {
@@ -202,28 +223,65 @@ function ensureScratch(n: number): void {
   scratchText = new Int32Array(n);
 }
 
+/** Most slot indexes a SlabView remembers (a pool has at most 2^20 slots). */
+const SLAB_KNOWN_MAX = 1 << 20;
+
 /**
- * Points the batch at the slab that holds `buf` (allocating a view only when the slab changes)
- * and empties it.
+ * A slab (the ArrayBuffer behind a pool) as the batch calls see it: one Uint8Array from the
+ * slab's base for AeadBatch.data, and the PacketBufs already found to lie in it, by slot index.
+ * A PacketBuf's view and slab offset never change, so each buffer is checked with the typed-array
+ * getters (`buffer`, `byteOffset`: each a call into the V8 runtime) once, not once per packet.
  */
-function batchOnSlabOf(batch: AeadBatch, buf: PacketBuf): void {
-  const base = buf.bytes.byteOffset - buf.slabOffset;
-  const d = batch.data;
-  if (d.buffer === buf.bytes.buffer && d.byteOffset === base && d.length >= buf.slabOffset + buf.bytes.length) {
-    batch.reset(d);
-  } else {
-    batch.reset(new Uint8Array(buf.bytes.buffer, base));
+class SlabView {
+  private known: (PacketBuf | undefined)[] = new Array<PacketBuf | undefined>(64).fill(undefined);
+
+  constructor(
+    readonly data: Uint8Array,
+    readonly base: number,
+  ) {}
+
+  /** True if buf lies in this slab, so its offsets can be made absolute. */
+  holds(buf: PacketBuf): boolean {
+    const i = buf.index;
+    if (this.known[i] === buf) return true;
+    const d = this.data;
+    const ok = d.buffer === buf.bytes.buffer && buf.bytes.byteOffset - buf.slabOffset === this.base && buf.slabOffset + buf.bytes.length <= d.length;
+    if (ok && i >= 0 && i < SLAB_KNOWN_MAX && (i | 0) === i) {
+      if (i >= this.known.length) {
+        const grown = new Array<PacketBuf | undefined>(Math.min(SLAB_KNOWN_MAX, Math.max(i + 1, this.known.length * 2))).fill(undefined);
+        for (let k = 0; k < this.known.length; k++) grown[k] = this.known[k];
+        this.known = grown;
+      }
+      this.known[i] = buf;
+    }
+    return ok;
   }
 }
 
-/** True if buf lies in the slab the batch points at, so its offsets can be made absolute. */
-function inBatchSlab(batch: AeadBatch, buf: PacketBuf): boolean {
-  const d = batch.data;
-  return (
-    d.buffer === buf.bytes.buffer &&
-    buf.bytes.byteOffset - buf.slabOffset === d.byteOffset &&
-    buf.slabOffset + buf.bytes.length <= d.length
-  );
+/** One SlabView per slab, and the last one used (almost always the next one asked for). */
+const slabViews = new WeakMap<ArrayBufferLike, SlabView>();
+let lastSlab: SlabView | null = null;
+
+/** The SlabView of the slab that holds `buf` (made, with its data view, the first time only). */
+function slabOf(buf: PacketBuf): SlabView {
+  const last = lastSlab;
+  if (last !== null && last.holds(buf)) return last;
+  const buffer = buf.bytes.buffer;
+  const base = buf.bytes.byteOffset - buf.slabOffset;
+  let v = slabViews.get(buffer);
+  if (v === undefined || v.base !== base) {
+    v = new SlabView(new Uint8Array(buffer, base), base);
+    slabViews.set(buffer, v);
+  }
+  lastSlab = v;
+  return v;
+}
+
+/** Points the batch at the slab that holds `buf`, empties it, and returns the slab. */
+function batchOnSlabOf(batch: AeadBatch, buf: PacketBuf): SlabView {
+  const slab = slabOf(buf);
+  batch.reset(slab.data);
+  return slab;
 }
 
 /** Writes the AAD (RFC 4106 §5) of batch entry i. */
@@ -257,7 +315,7 @@ export function espSealBatch(
   let sealed = 0;
   let i = 0;
   while (i < count) {
-    batchOnSlabOf(batch, bufs[i]!);
+    const slab = batchOnSlabOf(batch, bufs[i]!);
     for (; i < count && batch.count < batch.capacity; i++) {
       const buf = bufs[i]!;
       const r = prepareSeal(sa, buf, nextHeader, nowMs);
@@ -268,15 +326,15 @@ export function espSealBatch(
       const s = buf.start;
       const textOff = s + ESP_PREFIX_BYTES;
       const textBytes = buf.end - ESP_ICV_BYTES - textOff;
-      const hi = getU32(b, s + 8);
-      const lo = getU32(b, s + 4);
-      if (!inBatchSlab(batch, buf)) {
+      const hi = sealedHi;
+      const lo = sealedLo;
+      if (!slab.holds(buf)) {
         sa.aead.seal(b, s + ESP_HEADER_BYTES, textOff, textBytes, sa.aadFor(hi, lo));
         continue;
       }
       const at = buf.slabOffset;
       const e = batch.push(at + s + ESP_HEADER_BYTES, at + textOff, textBytes, 0);
-      batch.desc[e * 4 + 3] = batchAad(batch, e, sa.spi, sa.esn, hi, lo);
+      batch.desc[e * 4 + 3] = batchAad(batch, e, sa.spi | 0, sa.esn, hi, lo);
     }
     if (batch.count > 0) sa.aead.sealBatch(batch);
   }
@@ -306,7 +364,7 @@ export function espOpenBatch(
   let from = 0;
   while (from < count) {
     const to = Math.min(count, from + batch.capacity);
-    batchOnSlabOf(batch, bufs[from]!);
+    const slab = batchOnSlabOf(batch, bufs[from]!);
     // Phase 1: length and sequence checks against the window as it stands; queue the rest.
     // entry[k]: ≥ 0 batch index; -1 decide again in phase 3; -2 final (results[i] is the verdict).
     for (let i = from; i < to; i++) {
@@ -321,14 +379,14 @@ export function espOpenBatch(
       textAt[k] = textBytes;
       const b = buf.bytes;
       const s = buf.start;
-      const lo = getU32(b, s + 4);
-      const hi = sa.inferSeqHi(lo);
+      const lo = getI32(b, s + 4);
+      const hi = inferHi(sa, lo);
       hiAt[k] = hi;
       entry[k] = -1;
-      if (seqCheck(sa, lo, hi) !== ESP_OK || !inBatchSlab(batch, buf)) continue;
+      if (seqCheck(sa, lo, hi) !== ESP_OK || !slab.holds(buf)) continue;
       const at = buf.slabOffset;
       const e = batch.push(at + s + ESP_HEADER_BYTES, at + s + ESP_PREFIX_BYTES, textBytes, 0);
-      batch.desc[e * 4 + 3] = batchAad(batch, e, sa.spi, sa.esn, hi, lo);
+      batch.desc[e * 4 + 3] = batchAad(batch, e, sa.spi | 0, sa.esn, hi, lo);
       entry[k] = e;
     }
     // Phase 2: one AEAD call.
@@ -358,8 +416,8 @@ export function espOpenBatch(
 function openDecide(sa: InboundSa, buf: PacketBuf, e: number, hi0: number, textBytes: number, batch: AeadBatch, nowMs: number): number {
   const b = buf.bytes;
   const s = buf.start;
-  const lo = getU32(b, s + 4);
-  const hi = sa.inferSeqHi(lo);
+  const lo = getI32(b, s + 4);
+  const hi = inferHi(sa, lo);
   const r = seqCheck(sa, lo, hi);
   if (r !== ESP_OK) return r;
   let authentic: boolean;
