@@ -56,7 +56,7 @@ import { HEADROOM_BYTES } from '../buf/constants.js';
 import type { PacketBuf } from '../buf/packet-buf.js';
 import { PacketPool } from '../buf/pool.js';
 import { IP_PROTO_ESP, IPV4_HEADER_BYTES } from '../wire/constants.js';
-import { IoError, batchOption, emptyIoStats, type IoStats } from './tap.js';
+import { IoError, batchOption, checkRxOffset, emptyIoStats, type IoStats } from './tap.js';
 import { CopyRxBatch, UDP_MAX_PEERS, UDP_META_STRIDE, formatIp, parseIp, type UdpPacketsCallback, type UdpTransport } from './udp.js';
 
 /** The transport shape the UDP and raw ESP transports share (what the daemon needs of either). */
@@ -239,9 +239,7 @@ export class RawEspTransport implements EspTransport {
     const batchPackets = batchOption('raw ESP batchPackets', opts.batchPackets, 64);
     const pool = opts.pool ?? new PacketPool();
     const rxOffset = opts.rxOffset ?? HEADROOM_BYTES;
-    if (!Number.isInteger(rxOffset) || rxOffset < 0 || pool.slotBytes - rxOffset < 64) {
-      throw new IoError('ST_IO_OPTION', `raw ESP rxOffset ${rxOffset}: leaves ${pool.slotBytes - rxOffset} octets of a ${pool.slotBytes}-octet slot (need ≥ 64)`);
-    }
+    checkRxOffset('raw ESP rxOffset', pool, rxOffset, pool.slotBytes - rxOffset);
     const sendQueuePackets = opts.sendQueuePackets ?? 1024;
     if (!Number.isInteger(sendQueuePackets) || sendQueuePackets < 1) {
       throw new IoError('ST_IO_OPTION', `raw ESP sendQueuePackets: must be a positive integer, got ${sendQueuePackets}`);
