@@ -181,18 +181,26 @@ describe('two daemons on handshake keys only', () => {
       run0 = iv.sum.bytes === 0 ? run0 + iv.sum.seconds * 1000 : 0;
       stalledMs = Math.max(stalledMs, run0);
     }
+    const emptyAt = report.intervals.flatMap((iv, i) => (iv.sum.bytes === 0 ? [i] : []));
     const slowest = Math.min(...report.intervals.slice(1, -1).map((iv) => iv.sum.bytes / iv.sum.seconds));
     const sealedByA = a1.peers![0]!.txPackets! - a0.peers![0]!.txPackets!;
     const openedByB = b1.peers![0]!.rxPackets! - b0.peers![0]!.rxPackets!;
     const lossReasonsB = sum(b1, REKEY_LOSS_REASONS) - sum(b0, REKEY_LOSS_REASONS);
     const noRouteA = sum(a1, ['no_route']) - sum(a0, ['no_route']);
     const completed = a1.handshake!.completed - completed0;
+    const deltas = (x: StatusReport, y: StatusReport) =>
+      Object.entries(y.reasons ?? {})
+        .map(([k, v]) => [k, (v ?? 0) - ((x.reasons as Record<string, number>)[k] ?? 0)] as const)
+        .filter(([, d]) => d !== 0)
+        .map(([k, d]) => `${k} ${d}`)
+        .join(', ');
+    console.log(`rekey test: counter deltas host-a: ${deltas(a0, a1) || 'none'}; host-b: ${deltas(b0, b1) || 'none'}`);
     console.log(
       `rekey test: ${rekeys} rekeys requested, ${completed} handshakes completed on host-a; ` +
         `iperf3 received ${report.end.sum_received.bytes} B in ${seconds} s, TCP retransmits ${report.end.sum_sent.retransmits ?? '?'}; ` +
         `ESP sealed by A ${sealedByA}, opened by B ${openedByB}, difference ${sealedByA - openedByB}; ` +
         `B drops unknown_spi+icv_mismatch+replay ${lossReasonsB}; A no_route ${noRouteA}; longest gap in delivery seen by B ${longestGapMs} ms (status polled every ~20 ms; includes the control round trip); ` +
-        `longest run of empty 100 ms iperf3 intervals ${Math.round(stalledMs)} ms; slowest interval ${Math.round((slowest * 8) / 1e6)} Mbit/s`,
+        `longest run of empty 100 ms iperf3 intervals ${Math.round(stalledMs)} ms; slowest interval ${Math.round((slowest * 8) / 1e6)} Mbit/s; empty intervals at [${emptyAt.map((i) => `${(i / 10).toFixed(1)} s`).join(', ')}]`,
     );
     expect(rekeys).toBeGreaterThanOrEqual(20);
     expect(completed).toBeGreaterThanOrEqual(20);
