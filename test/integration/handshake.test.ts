@@ -23,8 +23,8 @@ afterEach(async () => {
   dw = null;
 });
 
-function world(name: string): Promise<DaemonWorld> {
-  return DaemonWorld.create({ name, prefix: 'st-hs-', family: 4, transport: 'udp', keys: 'handshake' });
+function world(name: string, transport: 'udp' | 'esp' = 'udp', family: 4 | 6 = 4): Promise<DaemonWorld> {
+  return DaemonWorld.create({ name, prefix: 'st-hs-', family, transport, keys: 'handshake' });
 }
 
 /** `sectunnel rekey PEER --socket …` as a user runs it. */
@@ -79,6 +79,18 @@ describe('two daemons on handshake keys only', () => {
     const { stdout } = await run(cmd!, [...pre, 'status', '--socket', w.socketPath(1)], { timeout: 20_000 });
     expect(stdout).toMatch(/SESSIONS\n.*SESSION AGE.*NEXT REKEY.*NEGOTIATED LABELS.*HANDSHAKE FAILURES/);
     expect(stdout).toMatch(/^host-b\s+\d/m);
+  });
+
+  itWith(['netns', 'native'], 'with raw ESP (and IPv6) the handshake runs on the UDP port and the data on protocol 50', async () => {
+    dw = await world('esp6', 'esp', 6);
+    const w = dw;
+    await w.start(1);
+    await w.start(2);
+    await waitFor('red a1 to ping red b1', () => w.pings(1, 1, w.guest(2, 1).ipv4));
+    const r = await w.status(1);
+    expect(r.underlay!.transport).toBe('esp');
+    expect(r.peers![0]!.state).toBe('established');
+    expect(r.sas!.filter((s) => s.direction === 'out').length).toBe(2);
   });
 
   itWith(['netns', 'native'], 'a wrong public key installs no SA and counts the failure by reason', async () => {
