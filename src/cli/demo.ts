@@ -70,8 +70,8 @@ sectunnel daemons in it, to show what labeled tunnels do:
 Each guest is a namespace whose NIC is a TAP of its host's daemon. The daemons
 carry guest frames as Ethernet-in-GRE-in-ESP (AES-256-GCM, UDP 4500) with
 keys from the peer handshake: each host gets a fresh X25519 key (0600 file),
-names its peer by public key, and the daemons derive per-label SAs. The guest MTU is the underlay MTU minus the tunnel overhead, so
-nothing fragments.
+names its peer by public key, and the daemons derive per-label SAs. The
+guest MTU is the underlay MTU minus the tunnel overhead, so nothing fragments.
 
 Steps, one line each: red ↔ red ping; a 3 s TCP run red → red (iperf3, or a
 Node transfer without it); blue ↔ blue ping; then red → blue and blue → red
