@@ -165,6 +165,11 @@ int st_get_i32(napi_env env, napi_value v, const char *what, int32_t **data, siz
   return get_typed(env, v, napi_int32_array, what, (void **)data, len);
 }
 
+napi_value st_int32(napi_env env, int32_t v) {
+  napi_value out;
+  return napi_create_int32(env, v, &out) == napi_ok ? out : NULL;
+}
+
 int st_get_int(napi_env env, napi_value v, const char *what, int32_t *out) {
   if (napi_get_value_int32(env, v, out) != napi_ok) {
     st_throw(env, "ST_NATIVE_ARG", what);
@@ -285,6 +290,16 @@ st_io *st_io_args(napi_env env, napi_callback_info info, size_t n, napi_value *a
   return st_args(env, info, n, a, usage) < 0 ? NULL : st_io_unwrap(env, a[0], kind);
 }
 
+/* Reads n arguments and returns the handle behind a[0], open or closed; throws (and returns
+ * NULL) when fewer than n were passed or a[0] is not a handle. */
+static st_io *io_args_any(napi_env env, napi_callback_info info, size_t n, napi_value *a) {
+  int argc = st_args(env, info, n, a, NULL);
+  if (argc < 0) return NULL;
+  st_io *h = (size_t)argc < n ? NULL : io_lookup(env, a[0]);
+  if (!h) st_throw(env, "ST_NATIVE_ARG", "handle: not a sectunnel I/O handle");
+  return h;
+}
+
 /* ---- batched sockets (UDP, packet) ---- */
 
 int st_io_send_chunk(st_io *h, struct mmsghdr *msgs, const struct iovec *iov, int m, int (*link_gone)(int e),
@@ -392,10 +407,8 @@ static napi_value js_io_pause(napi_env env, napi_callback_info info) {
 /* ioClose(handle): idempotent; never throws for an already closed handle. */
 static napi_value js_io_close(napi_env env, napi_callback_info info) {
   napi_value a[1];
-  int argc = st_args(env, info, 1, a, NULL);
-  if (argc < 0) return NULL;
-  st_io *h = argc < 1 ? NULL : io_lookup(env, a[0]);
-  if (!h) return st_throw(env, "ST_NATIVE_ARG", "handle: not a sectunnel I/O handle");
+  st_io *h = io_args_any(env, info, 1, a);
+  if (!h) return NULL;
   io_close(h);
   return NULL;
 }
@@ -403,10 +416,8 @@ static napi_value js_io_close(napi_env env, napi_callback_info info) {
 /* ioStats(handle, out: Float64Array(ST_STAT_COUNT)): copies the counters (also after close). */
 static napi_value js_io_stats(napi_env env, napi_callback_info info) {
   napi_value a[2];
-  int argc = st_args(env, info, 2, a, NULL);
-  if (argc < 0) return NULL;
-  st_io *h = argc < 2 ? NULL : io_lookup(env, a[0]);
-  if (!h) return st_throw(env, "ST_NATIVE_ARG", "handle: not a sectunnel I/O handle");
+  st_io *h = io_args_any(env, info, 2, a);
+  if (!h) return NULL;
   const char *what = "out must be a Float64Array of at least 10 entries";
   void *out;
   size_t n;

@@ -99,6 +99,8 @@ st_io *st_io_args(napi_env env, napi_callback_info info, size_t n, napi_value *a
  * were passed. -1 when N-API fails or, with a `usage` text, fewer than n were passed (then
  * usage is thrown). */
 int st_args(napi_env env, napi_callback_info info, size_t n, napi_value *a, const char *usage);
+/* A JS number for a function's result, or NULL (N-API failed). */
+napi_value st_int32(napi_env env, int32_t v);
 /* Reads a Uint8Array or Int32Array argument; throws (and returns 0) on a type mismatch. */
 int st_get_bytes(napi_env env, napi_value v, const char *what, uint8_t **data, size_t *len);
 int st_get_i32(napi_env env, napi_value v, const char *what, int32_t **data, size_t *len);

@@ -327,9 +327,7 @@ static napi_value js_packet_send(napi_env env, napi_callback_info info) {
       gone = 1;
     }
   }
-  napi_value out;
-  CHECK(napi_create_int32(env, sent, &out));
-  return out;
+  return st_int32(env, sent);
 }
 
 /* packetTakeError(handle) -> the socket's pending error (SO_ERROR, which clears it), 0 if none.
@@ -342,9 +340,7 @@ static napi_value js_packet_take_error(napi_env env, napi_callback_info info) {
   socklen_t elen = sizeof err;
   if (getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0) err = errno;
   if (err) h->stats[ST_LAST_ERRNO] = err;
-  napi_value out;
-  CHECK(napi_create_int32(env, err, &out));
-  return out;
+  return st_int32(env, err);
 }
 
 /* packetKernelDrops(handle) -> frames the kernel dropped because the receive buffer was full, since open. */

@@ -174,9 +174,7 @@ static napi_value js_tap_write(napi_env env, napi_callback_info info) {
     h->stats[ST_TX_PACKETS]++;
     h->stats[ST_TX_BYTES] += (double)len;
   }
-  napi_value out;
-  CHECK(napi_create_int32(env, written, &out));
-  return out;
+  return st_int32(env, written);
 }
 
 

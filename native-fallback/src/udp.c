@@ -340,9 +340,7 @@ static napi_value js_udp_send(napi_env env, napi_callback_info info) {
     }
     st_io_send_chunk(h, msgs, iov, m, NULL, &sent); /* a datagram that fails (EMSGSIZE, unreachable, ...) is skipped */
   }
-  napi_value out;
-  CHECK(napi_create_int32(env, sent, &out));
-  return out;
+  return st_int32(env, sent);
 }
 
 napi_status st_udp_init(napi_env env, napi_value exports) {
