@@ -4,7 +4,7 @@
  * 1400-octet frames, through the real EncapPipeline/DecapPipeline with no sockets.
  *
  *   npm run build && npm run bench:pipeline [-- --json] [--alg=aes-gcm-256,chacha20-poly1305|all]
- *     [--time-ms=300] [--gc-packets=1000000] [--no-contrast]
+ *     [--time-ms=600] [--rounds=3] [--gc-packets=1000000] [--no-contrast]
  *
  * Stages:
  *   1. two in-memory hosts A and B (one label, one domain each, one peer, an SA pair) with
@@ -26,7 +26,9 @@
  *      (V8's sampling heap profiler); once with sequence numbers from 1, once from 2^31 + 1
  * SPIs are above 2^31 throughout (see SPI_A_TO_B).
  *   7. a table on stdout, or one JSON object with --json
- * Times are medians of tinybench samples (robust on a busy machine); ±% is tinybench's rme.
+ * Each task gets --time-ms in --rounds rounds, the tasks of a group taking turns; a time is the
+ * median over the rounds of the median tinybench sample (robust on a busy machine), and
+ * "spread %" is (max − min) / median of the round medians.
  */
 import { cpus, loadavg } from 'node:os';
 import { Session } from 'node:inspector/promises';
@@ -85,7 +87,8 @@ interface Row {
   packetsPerSec: number;
   gbitPerSec: number;
   usPerPacket: number;
-  rmePercent: number;
+  /** Spread of the per-round medians: (max − min) / median, %. */
+  spreadPercent: number;
 }
 
 interface Breakdown {
@@ -125,12 +128,13 @@ interface Args {
   json: boolean;
   algorithms: AeadAlgorithm[];
   timeMs: number;
+  rounds: number;
   gcPackets: number;
   contrast: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { json: false, algorithms: ['aes-gcm-256', 'chacha20-poly1305'], timeMs: 300, gcPackets: 1_000_000, contrast: true };
+  const args: Args = { json: false, algorithms: ['aes-gcm-256', 'chacha20-poly1305'], timeMs: 600, rounds: 3, gcPackets: 1_000_000, contrast: true };
   for (const a of argv) {
     const [k, v] = a.split('=', 2) as [string, string | undefined];
     if (k === '--json') args.json = true;
@@ -139,10 +143,12 @@ function parseArgs(argv: string[]): Args {
       args.algorithms = v === 'all' ? [...AEAD_ALGORITHMS] : (v.split(',') as AeadAlgorithm[]);
       for (const alg of args.algorithms) if (!AEAD_ALGORITHMS.includes(alg)) throw new Error(`--alg: unknown algorithm ${alg}`);
     } else if (k === '--time-ms' && v) args.timeMs = Number(v);
+    else if (k === '--rounds' && v) args.rounds = Number(v);
     else if (k === '--gc-packets' && v) args.gcPackets = Number(v);
     else throw new Error(`unknown argument ${a}; see the comment at the top of bench/pipeline.bench.ts`);
   }
   if (!(args.timeMs > 0)) throw new Error('--time-ms must be a positive number');
+  if (!(Number.isInteger(args.rounds) && args.rounds >= 1)) throw new Error('--rounds must be an integer ≥ 1');
   if (!(args.gcPackets >= 0)) throw new Error('--gc-packets must be a number ≥ 0');
   return args;
 }
@@ -376,20 +382,39 @@ function aeadTask(direction: Direction, alg: AeadAlgorithm, frameBytes: number, 
 }
 
 /** Median time in µs of one task iteration. */
-function medianUs(bench: Bench, i: number, what: string): { us: number; rme: number } {
+function medianUs(bench: Bench, i: number, what: string): number {
   const r = bench.tasks[i]!.result;
   if (!('latency' in r)) throw new Error(`${what}: ${r.state}`);
-  return { us: r.latency.p50 * 1000, rme: r.latency.rme };
+  return r.latency.p50 * 1000;
 }
 
-async function runTasks(tasks: { name: string; task: PipelineTask }[], timeMs: number): Promise<{ us: number; rme: number }[]> {
-  const bench = new Bench({ time: timeMs, warmupTime: Math.min(150, timeMs), throws: true });
-  for (const { name, task } of tasks) bench.add(name, () => task.run(), { beforeEach: () => task.load() });
-  bench.runSync();
-  return tasks.map((t, i) => medianUs(bench, i, t.name));
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-async function measureRows(args: Args): Promise<Row[]> {
+/**
+ * Times each task in `rounds` rounds of timeMs/rounds each, the tasks taking turns, so that
+ * a burst of other work on the machine hits one round of each rather than all of one task.
+ * Returns the median over the rounds of each task's median iteration time, and the spread
+ * of the round medians ((max − min) / median, %).
+ */
+function runTasks(tasks: { name: string; task: PipelineTask }[], args: Args): { us: number; spreadPercent: number }[] {
+  const perRound: number[][] = tasks.map(() => []);
+  for (let round = 0; round < args.rounds; round++) {
+    const bench = new Bench({ time: args.timeMs / args.rounds, warmupTime: round === 0 ? 150 : 20, throws: true });
+    for (const { name, task } of tasks) bench.add(name, () => task.run(), { beforeEach: () => task.load() });
+    bench.runSync();
+    tasks.forEach((t, i) => perRound[i]!.push(medianUs(bench, i, t.name)));
+  }
+  return perRound.map((xs) => {
+    const m = median(xs);
+    return { us: m, spreadPercent: ((Math.max(...xs) - Math.min(...xs)) / m) * 100 };
+  });
+}
+
+function measureRows(args: Args): Row[] {
   const rows: Row[] = [];
   const variants: { backend: AeadBackendName; batch: number }[] = [{ backend: 'native', batch: BATCH_PACKETS }];
   if (args.contrast) variants.push({ backend: 'native', batch: 1 }, { backend: 'node', batch: BATCH_PACKETS });
@@ -400,7 +425,7 @@ async function measureRows(args: Args): Promise<Row[]> {
           name: `${direction} ${algorithm} ${v.backend} batch${v.batch} ${frameBytes}`,
           task: (direction === 'encap' ? encapTask : decapTask)(algorithm, v.backend, frameBytes, v.batch),
         }));
-        const res = await runTasks(tasks, args.timeMs);
+        const res = runTasks(tasks, args);
         FRAME_SIZES_BYTES.forEach((frameBytes, i) => {
           const usPerPacket = res[i]!.us / v.batch;
           const packetsPerSec = 1e6 / usPerPacket;
@@ -413,7 +438,7 @@ async function measureRows(args: Args): Promise<Row[]> {
             packetsPerSec,
             gbitPerSec: (packetsPerSec * frameBytes * 8) / 1e9,
             usPerPacket,
-            rmePercent: res[i]!.rme,
+            spreadPercent: res[i]!.spreadPercent,
           });
         });
       }
@@ -422,14 +447,14 @@ async function measureRows(args: Args): Promise<Row[]> {
   return rows;
 }
 
-async function measureBreakdown(args: Args): Promise<Breakdown[]> {
+function measureBreakdown(args: Args): Breakdown[] {
   const out: Breakdown[] = [];
   const n = BATCH_PACKETS;
   const fb = BREAKDOWN_FRAME_BYTES;
   for (const algorithm of args.algorithms) {
     for (const direction of ['encap', 'decap'] as const) {
       const make = direction === 'encap' ? encapTask : decapTask;
-      const res = await runTasks(
+      const res = runTasks(
         [
           { name: 'pipeline', task: make(algorithm, 'native', fb, n) },
           { name: 'pipeline no-op aead', task: make(algorithm, 'noop', fb, n) },
@@ -437,7 +462,7 @@ async function measureBreakdown(args: Args): Promise<Breakdown[]> {
           { name: 'aead batch', task: aeadTask(direction, algorithm, fb) },
           { name: 'empty aead batch', task: aeadTask(direction, algorithm, fb, true) },
         ],
-        args.timeMs,
+        args,
       );
       const [full, noCrypto, esp, aead, empty] = res.map((r) => r.us / n) as [number, number, number, number, number];
       out.push({
@@ -555,8 +580,8 @@ async function main(): Promise<void> {
   const why = backendUnavailableReason('native');
   if (why !== null) throw new Error(`the native crypto backend is needed: ${why} (build it with npm run build:native)`);
   const load1 = loadavg()[0]!;
-  const rows = await measureRows(args);
-  const breakdown = await measureBreakdown(args);
+  const rows = measureRows(args);
+  const breakdown = measureBreakdown(args);
   const gc = await gcCheck(args);
   const env = {
     node: process.version,
@@ -566,6 +591,7 @@ async function main(): Promise<void> {
     loadAvgBefore: load1,
     loadAvgAfter: loadavg()[0]!,
     taskTimeMs: args.timeMs,
+    rounds: args.rounds,
     note: 'Gbit/s = guest frame octets × 8; times are medians; pipeline = run() + release to the pool, buffers loaded untimed',
   };
   if (args.json) {
@@ -575,7 +601,7 @@ async function main(): Promise<void> {
   console.log(`sectunnel pipeline bench — Node ${env.node}, OpenSSL ${env.openssl}, ${env.cpu} ×${env.cpus}, load ${fmt(load1, 1)}→${fmt(env.loadAvgAfter, 1)}`);
   console.log(`${env.note}\n`);
   printTable(
-    ['direction', 'algorithm', 'backend', 'batch', 'frame B', 'packets/s', 'Gbit/s', 'µs/packet', '±%'],
+    ['direction', 'algorithm', 'backend', 'batch', 'frame B', 'packets/s', 'Gbit/s', 'µs/packet', 'spread %'],
     rows.map((r) => [
       r.direction,
       r.algorithm,
@@ -585,7 +611,7 @@ async function main(): Promise<void> {
       fmt(r.packetsPerSec),
       fmt(r.gbitPerSec, 2),
       fmt(r.usPerPacket, 3),
-      fmt(r.rmePercent, 1),
+      fmt(r.spreadPercent, 0),
     ]),
     3,
   );
