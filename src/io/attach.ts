@@ -47,18 +47,8 @@ import { constants as osConstants } from 'node:os';
 import { HEADROOM_BYTES, TAILROOM_BYTES } from '../buf/constants.js';
 import type { PacketBuf } from '../buf/packet-buf.js';
 import { PacketPool } from '../buf/pool.js';
-import {
-  IoError,
-  NativePort,
-  RxRing,
-  batchOption,
-  checkRxOffset,
-  requireIoAddon,
-  type IoAddon,
-  type IoStats,
-  type NativeHandle,
-  type TapDevice,
-} from './tap.js';
+import { IoError, NativePort, RxRing, batchOption, checkRxOffset, type IoStats } from './rx-ring.js';
+import { requireIoAddon, type IoAddon, type NativeHandle, type TapDevice } from './tap.js';
 
 /** The guest-port shape TapDevice and AttachPort share (what the daemon needs of either). */
 export type GuestPort = Pick<TapDevice, 'name' | 'pool' | 'onFrames' | 'onError' | 'writeBatch' | 'refill' | 'stats' | 'close'>;

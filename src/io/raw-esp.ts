@@ -56,7 +56,7 @@ import { HEADROOM_BYTES } from '../buf/constants.js';
 import type { PacketBuf } from '../buf/packet-buf.js';
 import { PacketPool } from '../buf/pool.js';
 import { IP_PROTO_ESP, IPV4_HEADER_BYTES } from '../wire/constants.js';
-import { IoError, batchOption, checkRxOffset, emptyIoStats, type IoStats } from './tap.js';
+import { IoError, batchOption, checkRxOffset, emptyIoStats, type IoStats } from './rx-ring.js';
 import { CopyRxBatch, UDP_MAX_PEERS, UDP_META_STRIDE, formatIp, parseIp, type UdpPacketsCallback, type UdpTransport } from './udp.js';
 
 /** The transport shape the UDP and raw ESP transports share (what the daemon needs of either). */

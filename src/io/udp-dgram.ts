@@ -13,7 +13,7 @@
 import dgram from 'node:dgram';
 import type { PacketBuf } from '../buf/packet-buf.js';
 import type { PacketPool } from '../buf/pool.js';
-import { IoError, emptyIoStats, type IoStats } from './tap.js';
+import { IoError, emptyIoStats, type IoStats } from './rx-ring.js';
 import {
   CopyRxBatch,
   UDP_META_STRIDE,

@@ -16,7 +16,8 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { HEADROOM_BYTES } from '../buf/constants.js';
 import type { PacketBuf } from '../buf/packet-buf.js';
 import { PacketPool } from '../buf/pool.js';
-import { IoError, NativePort, RxRing, batchOption, ioAddon, requireIoAddon, type IoAddon, type IoStats, type NativeHandle } from './tap.js';
+import { IoError, NativePort, RxRing, batchOption, type IoStats } from './rx-ring.js';
+import { ioAddon, requireIoAddon, type IoAddon, type NativeHandle } from './tap.js';
 
 /** Int32 words per meta row (udp.c): len, family, port, flags, peer, 3 reserved, 16 address octets. */
 export const UDP_META_STRIDE = 12;

@@ -122,6 +122,7 @@ function childTree(): string {
     'src/native.ts',
     'src/wire/constants.ts',
     ...readdirSync(join(ROOT, 'src/buf')).filter((f) => f.endsWith('.ts')).map((f) => `src/buf/${f}`),
+    'src/io/rx-ring.ts',
     'src/io/tap.ts',
     'src/io/udp.ts',
     'src/io/raw-esp.ts',
