@@ -213,6 +213,16 @@ static napi_value js_udp_open(napi_env env, napi_callback_info info) {
   int one = 1;
   if (reuse) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (family == 6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  /* Outer packets above the path MTU are sent as IP fragments, never dropped for DF:
+   * IPv4 without DF (IP_PMTUDISC_DONT), IPv6 fragmented by the sender (IPV6_DONTFRAG 0).
+   * The daemon counts frames whose encapsulation exceeds the underlay MTU. */
+  if (family == 4) {
+    int dont = IP_PMTUDISC_DONT;
+    setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &dont, sizeof dont);
+  } else {
+    int zero = 0;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_DONTFRAG, &zero, sizeof zero);
+  }
   st_set_sockbuf(fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf);
   st_set_sockbuf(fd, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf);
   if (bind(fd, &sa.sa, sa_len) < 0) {
