@@ -39,7 +39,7 @@ import { UdpPacket } from '../wire/udp.js';
 import { Actions, DELIVER_TO_LABEL, VERDICT_PENDING } from './actions.js';
 import { AuditEvent } from './audit.js';
 import { espOpenBatch } from './esp.js';
-import { FDB_LOCAL, FDB_REMOTE } from './fdb.js';
+import { FDB_LOCAL, FDB_REMOTE, Learn } from './fdb.js';
 import { NO_LABEL } from './labels.js';
 import { REASM_DONE, REASM_PENDING, Reassembler } from './reassembly.js';
 import { OK, Reason } from './reasons.js';
@@ -94,6 +94,16 @@ export class DecapPipeline {
   // of 2^31 or more into a new heap number for the Map key, per packet.
   private lastSpi = -1;
   private lastRoute: InboundRoute | undefined = undefined;
+  // More per-run memos, reset in run(): a batch is mostly one peer's guest talking to one guest.
+  /** Label (-1: none), peer and source MAC (high 16, low 32 bits) last learned in this run. */
+  private learnedLabel = -1;
+  private learnedPeer = -1;
+  private learnedHi = 0;
+  private learnedLo = 0;
+  /** Destination MAC (high 16 bits, -1: none; low 32) last given to ownerOfMac in this run, and its owner. */
+  private ownerHi = -1;
+  private ownerLo = 0;
+  private ownerId = -1;
   private readonly groupBuf: PacketBuf[] = [];
   private readonly groupIdx: number[] = [];
   private groupDone: Uint8Array;
@@ -125,6 +135,8 @@ export class DecapPipeline {
     this.espCount = 0;
     this.controlCount = 0;
     this.lastSpi = -1;
+    this.learnedLabel = -1;
+    this.ownerHi = -1;
     for (let i = 0; i < count; i++) {
       const buf = bufs[i]!;
       out.releaseBuf(buf);
@@ -361,9 +373,29 @@ export class DecapPipeline {
       return OK;
     }
 
-    t.fdb.learn(label, b, srcOff, FDB_REMOTE, peer, nowMs);
+    // Learning the same source from the same peer again in this run (same time) changes nothing,
+    // so it is learned once per run; a refused learn (table full) counts, and is repeated.
+    const srcHi = (b[srcOff]! << 8) | b[srcOff + 1]!;
+    const srcLo = (b[srcOff + 2]! << 24) | (b[srcOff + 3]! << 16) | (b[srcOff + 4]! << 8) | b[srcOff + 5]!;
+    if (label !== this.learnedLabel || peer !== this.learnedPeer || srcHi !== this.learnedHi || srcLo !== this.learnedLo) {
+      const learned = t.fdb.learn(label, b, srcOff, FDB_REMOTE, peer, nowMs);
+      if (learned === Learn.added || learned === Learn.refreshed || learned === Learn.moved || learned === Learn.static) {
+        this.learnedLabel = label;
+        this.learnedPeer = peer;
+        this.learnedHi = srcHi;
+        this.learnedLo = srcLo;
+      }
+    }
     // A destination MAC owned by a local domain: that domain's label must admit the frame's.
-    const owner = t.domains.ownerOfMac(b, dstOff);
+    // (Domains do not change during a run: the owner of the last destination is remembered.)
+    const dstHi = (b[dstOff]! << 8) | b[dstOff + 1]!;
+    const dstLo = (b[dstOff + 2]! << 24) | (b[dstOff + 3]! << 16) | (b[dstOff + 4]! << 8) | b[dstOff + 5]!;
+    if (dstHi !== this.ownerHi || dstLo !== this.ownerLo) {
+      this.ownerId = t.domains.ownerOfMac(b, dstOff);
+      this.ownerHi = dstHi;
+      this.ownerLo = dstLo;
+    }
+    const owner = this.ownerId;
     if (owner >= 0) {
       const toLabel = t.domains.labelOf[owner]!;
       if (toLabel !== label && !t.policy.admits(label, toLabel)) {

@@ -28,7 +28,7 @@ import { emitGreKeyed } from '../wire/gre.js';
 import { Actions } from './actions.js';
 import { AuditEvent } from './audit.js';
 import { espSealBatch } from './esp.js';
-import { FDB_LOCAL, FDB_REMOTE } from './fdb.js';
+import { FDB_LOCAL, FDB_REMOTE, Learn } from './fdb.js';
 import { OK, Reason } from './reasons.js';
 import type { OutboundSa } from './sa.js';
 import type { Tables } from './tables.js';
@@ -56,6 +56,15 @@ export class EncapPipeline {
   private readonly sent: Uint8Array;
   /** First reason a flooded input lost a target for (already counted), 0 if none. */
   private readonly firstFail: Int32Array;
+  // Per-run memos, reset in begin(): a TAP batch is mostly one guest talking to one host.
+  /** Domain (-1: none) and source MAC (high 16, low 32 bits) last learned in this run. */
+  private learnedDomain = -1;
+  private learnedHi = 0;
+  private learnedLo = 0;
+  /** Destination MAC (high 16 bits, -1: none; low 32) last given to ownerOfMac in this run, and its owner. */
+  private ownerHi = -1;
+  private ownerLo = 0;
+  private ownerId = -1;
 
   constructor(
     readonly tables: Tables,
@@ -125,6 +134,8 @@ export class EncapPipeline {
     this.pendCount = 0;
     this.sent.fill(0, 0, count);
     this.firstFail.fill(0, 0, count);
+    this.learnedDomain = -1;
+    this.ownerHi = -1;
   }
 
   /** Stages 2–3 for one frame; queues sends and records deliveries. OK or a drop reason. */
@@ -142,10 +153,29 @@ export class EncapPipeline {
       return Reason.spoofed_src_mac;
     }
     const label = t.domains.labelOf[d]!;
-    t.fdb.learn(label, b, srcOff, FDB_LOCAL, d, nowMs);
+    // Learning the same source of the same domain again in this run (same time) changes nothing,
+    // so it is learned once per run; a refused learn (table full) counts, and is repeated.
+    const srcHi = (b[srcOff]! << 8) | b[srcOff + 1]!;
+    const srcLo = (b[srcOff + 2]! << 24) | (b[srcOff + 3]! << 16) | (b[srcOff + 4]! << 8) | b[srcOff + 5]!;
+    if (d !== this.learnedDomain || srcHi !== this.learnedHi || srcLo !== this.learnedLo) {
+      const learned = t.fdb.learn(label, b, srcOff, FDB_LOCAL, d, nowMs);
+      if (learned === Learn.added || learned === Learn.refreshed || learned === Learn.moved || learned === Learn.static) {
+        this.learnedDomain = d;
+        this.learnedHi = srcHi;
+        this.learnedLo = srcLo;
+      }
+    }
 
     // A destination MAC owned by a local domain of another label: only an allow rule lets it through.
-    const owner = t.domains.ownerOfMac(b, dstOff);
+    // (Domains do not change during a run: the owner of the last destination is remembered.)
+    const dstHi = (b[dstOff]! << 8) | b[dstOff + 1]!;
+    const dstLo = (b[dstOff + 2]! << 24) | (b[dstOff + 3]! << 16) | (b[dstOff + 4]! << 8) | b[dstOff + 5]!;
+    if (dstHi !== this.ownerHi || dstLo !== this.ownerLo) {
+      this.ownerId = t.domains.ownerOfMac(b, dstOff);
+      this.ownerHi = dstHi;
+      this.ownerLo = dstLo;
+    }
+    const owner = this.ownerId;
     if (owner >= 0 && t.domains.labelOf[owner] !== label) {
       const toLabel = t.domains.labelOf[owner]!;
       if (!t.policy.admits(label, toLabel)) {
