@@ -4,7 +4,7 @@
  * 1400-octet frames, through the real EncapPipeline/DecapPipeline with no sockets.
  *
  *   npm run build && npm run bench:pipeline [-- --json] [--alg=aes-gcm-256,chacha20-poly1305|all]
- *     [--time-ms=1000] [--rounds=5] [--gc-packets=1000000] [--no-contrast]
+ *     [--time-ms=1000] [--rounds=10] [--gc-packets=1000000] [--no-contrast]
  *
  * Stages:
  *   1. two in-memory hosts A and B (one label, one domain each, one peer, an SA pair) with
@@ -26,13 +26,13 @@
  *      (V8's sampling heap profiler); once with sequence numbers from 1, once from 2^31 + 1
  * SPIs are above 2^31 throughout (see SPI_A_TO_B).
  *   7. a table on stdout, or one JSON object with --json
- * Each task gets --time-ms in --rounds rounds, the tasks of a group taking turns; a time is the
- * lowest over the rounds of the median tinybench sample (other work on the machine only ever
- * adds time), and "spread %" is (max − min) / min of the round medians.
+ * Each task gets --time-ms in --rounds rounds, all tasks taking turns in every round; a time is
+ * the lowest over the rounds of the median tinybench sample (other work on the machine only ever
+ * adds time), and "spread %" is (max − min) / min of the round medians (JSON: also the median).
  */
 import { cpus, loadavg } from 'node:os';
 import { Session } from 'node:inspector/promises';
-import { PerformanceObserver } from 'node:perf_hooks';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Bench } from 'tinybench';
@@ -86,8 +86,11 @@ interface Row {
   frameBytes: number;
   packetsPerSec: number;
   gbitPerSec: number;
+  /** Lowest of the round medians (the number the table shows). */
   usPerPacket: number;
-  /** Spread of the per-round medians: (max − min) / min, %. */
+  /** Median of the round medians. */
+  medianUsPerPacket: number;
+  /** Spread of the round medians: (max − min) / min, %. */
   spreadPercent: number;
 }
 
@@ -134,7 +137,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { json: false, algorithms: ['aes-gcm-256', 'chacha20-poly1305'], timeMs: 1000, rounds: 5, gcPackets: 1_000_000, contrast: true };
+  const args: Args = { json: false, algorithms: ['aes-gcm-256', 'chacha20-poly1305'], timeMs: 1000, rounds: 10, gcPackets: 1_000_000, contrast: true };
   for (const a of argv) {
     const [k, v] = a.split('=', 2) as [string, string | undefined];
     if (k === '--json') args.json = true;
@@ -232,12 +235,24 @@ function guestFrame(frameBytes: number): Uint8Array {
   return f;
 }
 
-/** Hosts A and B with A's table knowing B's guest behind the peer (learned, as from B's traffic). */
+const worlds = new Map<string, { a: Host; b: Host }>();
+
+/**
+ * Hosts A and B with A's table knowing B's guest behind the peer (learned, as from B's traffic),
+ * one pair per (algorithm, crypto, first sequence number), shared by the tasks that use it: a
+ * task takes its buffers from the pool before each iteration and returns them after.
+ */
 function world(alg: AeadAlgorithm, crypto: CryptoKind, firstSeq = 1): { a: Host; b: Host } {
-  const a = host('a', alg, crypto, firstSeq);
-  const b = host('b', alg, crypto, firstSeq);
-  a.tables.fdb.learn(0, Uint8Array.from(MAC_B), 0, FDB_REMOTE, 0, T0_MS);
-  return { a, b };
+  const key = `${alg} ${crypto} ${firstSeq}`;
+  let w = worlds.get(key);
+  if (w === undefined) {
+    const a = host('a', alg, crypto, firstSeq);
+    const b = host('b', alg, crypto, firstSeq);
+    a.tables.fdb.learn(0, Uint8Array.from(MAC_B), 0, FDB_REMOTE, 0, T0_MS);
+    w = { a, b };
+    worlds.set(key, w);
+  }
+  return w;
 }
 
 function releaseAll(pool: PacketPool, out: Actions): void {
@@ -388,88 +403,119 @@ function medianUs(bench: Bench, i: number, what: string): number {
   return r.latency.p50 * 1000;
 }
 
+/** A task's timing: the lowest round median, the median of the round medians, their spread. */
+interface Timing {
+  us: number;
+  medianUs: number;
+  spreadPercent: number;
+}
+
+/** A task to time, and where its Timing goes once every round has run. */
+interface Scheduled {
+  name: string;
+  task: PipelineTask;
+  done(t: Timing): void;
+}
+
 /**
- * Times each task in `rounds` rounds of timeMs/rounds each, the tasks taking turns, so that
- * a burst of other work on the machine hits one round of each rather than all of one task.
- * Returns the lowest of each task's round medians (other work only ever adds time), and the
- * spread of the round medians ((max − min) / min, %).
+ * Times every task in `rounds` rounds of timeMs/rounds each, all tasks taking turns in each
+ * round, so that each task is sampled across the whole run: the machine's slow phases (other
+ * work on this or a sibling core, lasting seconds) hit one round of each task rather than all
+ * rounds of some. A task's time is the lowest of its round medians (other work only ever adds
+ * time); its spread is (max − min) / min of the round medians.
  */
-function runTasks(tasks: { name: string; task: PipelineTask }[], args: Args): { us: number; spreadPercent: number }[] {
+function runAll(tasks: Scheduled[], args: Args): void {
   const perRound: number[][] = tasks.map(() => []);
   for (let round = 0; round < args.rounds; round++) {
-    const bench = new Bench({ time: args.timeMs / args.rounds, warmupTime: round === 0 ? 150 : 20, throws: true });
+    const bench = new Bench({ time: args.timeMs / args.rounds, warmupTime: round === 0 ? 100 : 10, throws: true });
     for (const { name, task } of tasks) bench.add(name, () => task.run(), { beforeEach: () => task.load() });
     bench.runSync();
     tasks.forEach((t, i) => perRound[i]!.push(medianUs(bench, i, t.name)));
   }
-  return perRound.map((xs) => {
-    const m = Math.min(...xs);
-    return { us: m, spreadPercent: ((Math.max(...xs) - m) / m) * 100 };
+  tasks.forEach((t, i) => {
+    const xs = [...perRound[i]!].sort((x, y) => x - y);
+    const m = xs[0]!;
+    t.done({ us: m, medianUs: xs[xs.length >> 1]!, spreadPercent: ((xs[xs.length - 1]! - m) / m) * 100 });
   });
 }
 
-function measureRows(args: Args): Row[] {
+/** Schedules the table's rows; they are filled in once runAll has run. */
+function scheduleRows(args: Args, tasks: Scheduled[]): Row[] {
   const rows: Row[] = [];
   const variants: { backend: AeadBackendName; batch: number }[] = [{ backend: 'native', batch: BATCH_PACKETS }];
   if (args.contrast) variants.push({ backend: 'native', batch: 1 }, { backend: 'node', batch: BATCH_PACKETS });
   for (const algorithm of args.algorithms) {
     for (const direction of ['encap', 'decap'] as const) {
       for (const v of variants) {
-        const tasks = FRAME_SIZES_BYTES.map((frameBytes) => ({
-          name: `${direction} ${algorithm} ${v.backend} batch${v.batch} ${frameBytes}`,
-          task: (direction === 'encap' ? encapTask : decapTask)(algorithm, v.backend, frameBytes, v.batch),
-        }));
-        const res = runTasks(tasks, args);
-        FRAME_SIZES_BYTES.forEach((frameBytes, i) => {
-          const usPerPacket = res[i]!.us / v.batch;
-          const packetsPerSec = 1e6 / usPerPacket;
-          rows.push({
+        for (const frameBytes of FRAME_SIZES_BYTES) {
+          const row: Row = {
             direction,
             algorithm,
             backend: v.backend,
             batch: v.batch,
             frameBytes,
-            packetsPerSec,
-            gbitPerSec: (packetsPerSec * frameBytes * 8) / 1e9,
-            usPerPacket,
-            spreadPercent: res[i]!.spreadPercent,
+            packetsPerSec: 0,
+            gbitPerSec: 0,
+            usPerPacket: 0,
+            medianUsPerPacket: 0,
+            spreadPercent: 0,
+          };
+          rows.push(row);
+          tasks.push({
+            name: `${direction} ${algorithm} ${v.backend} batch${v.batch} ${frameBytes}`,
+            task: (direction === 'encap' ? encapTask : decapTask)(algorithm, v.backend, frameBytes, v.batch),
+            done(t: Timing): void {
+              row.usPerPacket = t.us / v.batch;
+              row.medianUsPerPacket = t.medianUs / v.batch;
+              row.packetsPerSec = 1e6 / row.usPerPacket;
+              row.gbitPerSec = (row.packetsPerSec * frameBytes * 8) / 1e9;
+              row.spreadPercent = t.spreadPercent;
+            },
           });
-        });
+        }
       }
     }
   }
   return rows;
 }
 
-function measureBreakdown(args: Args): Breakdown[] {
+/** Schedules the breakdown's parts; each Breakdown is filled in once runAll has run. */
+function scheduleBreakdown(args: Args, tasks: Scheduled[]): Breakdown[] {
   const out: Breakdown[] = [];
   const n = BATCH_PACKETS;
   const fb = BREAKDOWN_FRAME_BYTES;
   for (const algorithm of args.algorithms) {
     for (const direction of ['encap', 'decap'] as const) {
       const make = direction === 'encap' ? encapTask : decapTask;
-      const res = runTasks(
-        [
-          { name: 'pipeline', task: make(algorithm, 'native', fb, n) },
-          { name: 'pipeline no-op aead', task: make(algorithm, 'noop', fb, n) },
-          { name: 'esp stage no-op aead', task: espStageTask(direction, algorithm, fb) },
-          { name: 'aead batch', task: aeadTask(direction, algorithm, fb) },
-          { name: 'empty aead batch', task: aeadTask(direction, algorithm, fb, true) },
-        ],
-        args,
-      );
-      const [full, noCrypto, esp, aead, empty] = res.map((r) => r.us / n) as [number, number, number, number, number];
-      out.push({
+      const b: Breakdown = {
         direction,
         algorithm,
         frameBytes: fb,
-        pipelineUs: full,
-        pipelineNoCryptoUs: noCrypto,
-        espStageNoCipherUs: esp,
-        aeadBatchUs: aead,
-        napiCallUs: empty,
-        restUs: full - noCrypto - aead,
-      });
+        pipelineUs: 0,
+        pipelineNoCryptoUs: 0,
+        espStageNoCipherUs: 0,
+        aeadBatchUs: 0,
+        napiCallUs: 0,
+        restUs: 0,
+      };
+      out.push(b);
+      const parts: [keyof Breakdown, PipelineTask][] = [
+        ['pipelineUs', make(algorithm, 'native', fb, n)],
+        ['pipelineNoCryptoUs', make(algorithm, 'noop', fb, n)],
+        ['espStageNoCipherUs', espStageTask(direction, algorithm, fb)],
+        ['aeadBatchUs', aeadTask(direction, algorithm, fb)],
+        ['napiCallUs', aeadTask(direction, algorithm, fb, true)],
+      ];
+      for (const [field, task] of parts) {
+        tasks.push({
+          name: `breakdown ${direction} ${algorithm} ${field}`,
+          task,
+          done(t: Timing): void {
+            (b as unknown as Record<string, number>)[field] = t.us / n;
+            b.restUs = b.pipelineUs - b.pipelineNoCryptoUs - b.aeadBatchUs;
+          },
+        });
+      }
     }
   }
   return out;
@@ -513,28 +559,35 @@ async function gcCheck(args: Args): Promise<GcCheck[]> {
     }
     let gcCount = 0;
     let gcMs = 0;
+    // Only collections that start inside the loop count (not the full GCs below, nor any the
+    // profiler's start/stop cause).
+    let loopFromMs = Infinity;
+    let loopToMs = -Infinity;
     const obs = new PerformanceObserver((list) => {
       for (const e of list.getEntries()) {
+        if (e.startTime < loopFromMs || e.startTime > loopToMs) continue;
         gcCount++;
         gcMs += e.duration;
       }
     });
+    obs.observe({ entryTypes: ['gc'] });
     collectGarbage();
     await new Promise((r) => setTimeout(r, 10));
     collectGarbage();
-    obs.observe({ entryTypes: ['gc'] });
     await session.post('HeapProfiler.startSampling', {
       samplingInterval: 64,
       includeObjectsCollectedByMajorGC: true,
       includeObjectsCollectedByMinorGC: true,
     } as object);
     const heapBefore = process.memoryUsage().heapUsed;
+    loopFromMs = performance.now();
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < rounds; i++) {
       task.load();
       task.run();
     }
     const t1 = process.hrtime.bigint();
+    loopToMs = performance.now();
     const heapAfter = process.memoryUsage().heapUsed;
     const { profile } = await session.post('HeapProfiler.stopSampling');
     await new Promise((r) => setTimeout(r, 50)); // let the observer see the last entries
@@ -574,8 +627,10 @@ async function main(): Promise<void> {
   const why = backendUnavailableReason('native');
   if (why !== null) throw new Error(`the native crypto backend is needed: ${why} (build it with npm run build:native)`);
   const load1 = loadavg()[0]!;
-  const rows = measureRows(args);
-  const breakdown = measureBreakdown(args);
+  const tasks: Scheduled[] = [];
+  const rows = scheduleRows(args, tasks);
+  const breakdown = scheduleBreakdown(args, tasks);
+  runAll(tasks, args);
   const gc = await gcCheck(args);
   const env = {
     node: process.version,
