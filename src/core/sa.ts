@@ -165,7 +165,7 @@ abstract class SaBase {
 /** The sending half of an SA: sequence counter and lifetimes (RFC 4303 §3.3.3). */
 export class OutboundSa extends SaBase {
   /** The next sequence number to send (a 64-bit counter as a number; see SEQ_MAX_ESN). */
-  nextSeq: number;
+  nextSeq = 0; // initialised so V8 keeps one field representation (no heap number per claim past 2^31)
   readonly softPackets: number;
   readonly hardPackets: number;
   readonly softBytes: number;
