@@ -40,7 +40,7 @@ import { Actions, DELIVER_TO_LABEL, VERDICT_PENDING } from './actions.js';
 import { AuditEvent } from './audit.js';
 import { espOpenBatch } from './esp.js';
 import { FDB_LOCAL, FDB_REMOTE, Learn } from './fdb.js';
-import { NO_LABEL } from './labels.js';
+import { MacOwnerCache, NO_LABEL } from './labels.js';
 import { REASM_DONE, REASM_PENDING, Reassembler } from './reassembly.js';
 import { OK, Reason } from './reasons.js';
 import type { InboundRoute, Tables } from './tables.js';
@@ -100,10 +100,8 @@ export class DecapPipeline {
   private learnedPeer = -1;
   private learnedHi = 0;
   private learnedLo = 0;
-  /** Destination MAC (high 16 bits, -1: none; low 32) last given to ownerOfMac in this run, and its owner. */
-  private ownerHi = -1;
-  private ownerLo = 0;
-  private ownerId = -1;
+  /** Owner of the last destination MAC of this run. */
+  private readonly owners = new MacOwnerCache();
   private readonly groupBuf: PacketBuf[] = [];
   private readonly groupIdx: number[] = [];
   private groupDone: Uint8Array;
@@ -136,7 +134,7 @@ export class DecapPipeline {
     this.controlCount = 0;
     this.lastSpi = -1;
     this.learnedLabel = -1;
-    this.ownerHi = -1;
+    this.owners.reset();
     for (let i = 0; i < count; i++) {
       const buf = bufs[i]!;
       out.releaseBuf(buf);
@@ -388,14 +386,7 @@ export class DecapPipeline {
     }
     // A destination MAC owned by a local domain: that domain's label must admit the frame's.
     // (Domains do not change during a run: the owner of the last destination is remembered.)
-    const dstHi = (b[dstOff]! << 8) | b[dstOff + 1]!;
-    const dstLo = (b[dstOff + 2]! << 24) | (b[dstOff + 3]! << 16) | (b[dstOff + 4]! << 8) | b[dstOff + 5]!;
-    if (dstHi !== this.ownerHi || dstLo !== this.ownerLo) {
-      this.ownerId = t.domains.ownerOfMac(b, dstOff);
-      this.ownerHi = dstHi;
-      this.ownerLo = dstLo;
-    }
-    const owner = this.ownerId;
+    const owner = this.owners.ownerOf(t.domains, b, dstOff);
     if (owner >= 0) {
       const toLabel = t.domains.labelOf[owner]!;
       if (toLabel !== label && !t.policy.admits(label, toLabel)) {

@@ -29,6 +29,7 @@ import { Actions } from './actions.js';
 import { AuditEvent } from './audit.js';
 import { espSealBatch } from './esp.js';
 import { FDB_LOCAL, FDB_REMOTE, Learn } from './fdb.js';
+import { MacOwnerCache } from './labels.js';
 import { OK, Reason } from './reasons.js';
 import type { OutboundSa } from './sa.js';
 import type { Tables } from './tables.js';
@@ -61,10 +62,8 @@ export class EncapPipeline {
   private learnedDomain = -1;
   private learnedHi = 0;
   private learnedLo = 0;
-  /** Destination MAC (high 16 bits, -1: none; low 32) last given to ownerOfMac in this run, and its owner. */
-  private ownerHi = -1;
-  private ownerLo = 0;
-  private ownerId = -1;
+  /** Owner of the last destination MAC of this run. */
+  private readonly owners = new MacOwnerCache();
 
   constructor(
     readonly tables: Tables,
@@ -135,7 +134,7 @@ export class EncapPipeline {
     this.sent.fill(0, 0, count);
     this.firstFail.fill(0, 0, count);
     this.learnedDomain = -1;
-    this.ownerHi = -1;
+    this.owners.reset();
   }
 
   /** Stages 2–3 for one frame; queues sends and records deliveries. OK or a drop reason. */
@@ -168,14 +167,7 @@ export class EncapPipeline {
 
     // A destination MAC owned by a local domain of another label: only an allow rule lets it through.
     // (Domains do not change during a run: the owner of the last destination is remembered.)
-    const dstHi = (b[dstOff]! << 8) | b[dstOff + 1]!;
-    const dstLo = (b[dstOff + 2]! << 24) | (b[dstOff + 3]! << 16) | (b[dstOff + 4]! << 8) | b[dstOff + 5]!;
-    if (dstHi !== this.ownerHi || dstLo !== this.ownerLo) {
-      this.ownerId = t.domains.ownerOfMac(b, dstOff);
-      this.ownerHi = dstHi;
-      this.ownerLo = dstLo;
-    }
-    const owner = this.ownerId;
+    const owner = this.owners.ownerOf(t.domains, b, dstOff);
     if (owner >= 0 && t.domains.labelOf[owner] !== label) {
       const toLabel = t.domains.labelOf[owner]!;
       if (!t.policy.admits(label, toLabel)) {

@@ -467,3 +467,31 @@ export class DomainTable {
 }
 
 const EMPTY: readonly number[] = Object.freeze([]);
+
+/**
+ * The owner of the last destination MAC looked up, for one pipeline run: domains do not
+ * change during a run, so consecutive frames to the same MAC skip the lookup. reset() at
+ * the start of every run.
+ */
+export class MacOwnerCache {
+  private hi = -1; // no 16-bit MAC half is -1: nothing remembered
+  private lo = 0;
+  private id = NO_DOMAIN;
+
+  /** Forgets the remembered MAC. */
+  reset(): void {
+    this.hi = -1;
+  }
+
+  /** domains.ownerOfMac(b, off), from the cache when the MAC is the last one asked for. */
+  ownerOf(domains: DomainTable, b: Uint8Array, off: number): number {
+    const hi = (b[off]! << 8) | b[off + 1]!;
+    const lo = (b[off + 2]! << 24) | (b[off + 3]! << 16) | (b[off + 4]! << 8) | b[off + 5]!;
+    if (hi !== this.hi || lo !== this.lo) {
+      this.id = domains.ownerOfMac(b, off);
+      this.hi = hi;
+      this.lo = lo;
+    }
+    return this.id;
+  }
+}
