@@ -257,3 +257,17 @@ export function field<T>(parse: (input: unknown) => { value: T } | string) {
 export function addProblem(ctx: z.core.$RefinementCtx<unknown>, path: PathSegment[], input: unknown, message: string): void {
   ctx.addIssue({ code: 'custom', path, input, message });
 }
+
+/** A file that cannot be read, with the reason in words: `cannot read WHAT: no such file`. */
+export function fileReadError(what: string, path: string, err: unknown): ConfigError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why =
+    code === 'ENOENT'
+      ? 'no such file'
+      : code === 'EACCES' || code === 'EPERM'
+        ? 'permission denied'
+        : code === 'EISDIR'
+          ? 'is a directory, expected a file'
+          : `${code ?? 'error'}: ${(err as Error).message}`;
+  return new ConfigError('CONFIG_READ', path, [{ path: '', message: `cannot read ${what}: ${why}` }]);
+}

@@ -13,7 +13,7 @@ import { open } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import type * as z from 'zod';
-import { ConfigError, describeIssue, formatPath, type ConfigProblem, type PathSegment } from './config-errors.js';
+import { ConfigError, describeIssue, fileReadError, formatPath, type ConfigProblem, type PathSegment } from './config-errors.js';
 
 /** Largest config file accepted. */
 export const CONFIG_MAX_BYTES = 1 << 20;
@@ -131,18 +131,6 @@ export function parseText(text: string, file: string, format: ConfigFormat | und
 // ---------------------------------------------------------------------------
 // Reading
 
-function readError(path: string, err: unknown): ConfigError {
-  const code = (err as NodeJS.ErrnoException).code;
-  const why =
-    code === 'ENOENT'
-      ? 'no such file'
-      : code === 'EACCES' || code === 'EPERM'
-        ? 'permission denied'
-        : code === 'EISDIR'
-          ? 'is a directory, expected a file'
-          : `${code ?? 'error'}: ${(err as Error).message}`;
-  return new ConfigError('CONFIG_READ', path, [{ path: '', message: `cannot read config file: ${why}` }]);
-}
 
 function tooBig(path: string, size: number | undefined): ConfigError {
   const found = size === undefined ? `more than ${CONFIG_MAX_BYTES} bytes` : `${size} bytes`;
@@ -156,11 +144,11 @@ async function readLimited(path: string): Promise<Uint8Array> {
   try {
     fh = await open(path, 'r');
   } catch (e) {
-    throw readError(path, e);
+    throw fileReadError('config file', path, e);
   }
   try {
     const st = await fh.stat();
-    if (st.isDirectory()) throw readError(path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
+    if (st.isDirectory()) throw fileReadError('config file', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
     if (st.isFile() && st.size > CONFIG_MAX_BYTES) throw tooBig(path, st.size);
     // Read at most one byte past the limit: sizes of pipes and /proc files are not known in advance.
     const buf = new Uint8Array(CONFIG_MAX_BYTES + 1);
@@ -173,7 +161,7 @@ async function readLimited(path: string): Promise<Uint8Array> {
     }
     return buf.subarray(0, n);
   } catch (e) {
-    throw e instanceof ConfigError ? e : readError(path, e);
+    throw e instanceof ConfigError ? e : fileReadError('config file', path, e);
   } finally {
     await fh.close();
   }
@@ -184,11 +172,11 @@ function readLimitedSync(path: string): Uint8Array {
   try {
     fd = openSync(path, 'r');
   } catch (e) {
-    throw readError(path, e);
+    throw fileReadError('config file', path, e);
   }
   try {
     const st = fstatSync(fd);
-    if (st.isDirectory()) throw readError(path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
+    if (st.isDirectory()) throw fileReadError('config file', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
     if (st.isFile() && st.size > CONFIG_MAX_BYTES) throw tooBig(path, st.size);
     const buf = new Uint8Array(CONFIG_MAX_BYTES + 1);
     let n = 0;
@@ -200,7 +188,7 @@ function readLimitedSync(path: string): Uint8Array {
     }
     return buf.subarray(0, n);
   } catch (e) {
-    throw e instanceof ConfigError ? e : readError(path, e);
+    throw e instanceof ConfigError ? e : fileReadError('config file', path, e);
   } finally {
     closeSync(fd);
   }

@@ -13,7 +13,7 @@
  * `CONFIG_SYNTAX` naming the file, line and column.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { ConfigError } from './config-errors.js';
+import { ConfigError, fileReadError } from './config-errors.js';
 
 /** Largest XML document accepted (as config files: 1 MiB). */
 export const XML_MAX_BYTES = 1 << 20;
@@ -104,24 +104,12 @@ export async function readXmlFile(path: string): Promise<XmlDocument> {
     bytes = await readFile(path);
   } catch (e) {
     if (e instanceof ConfigError) throw e;
-    throw readError(path, e);
+    throw fileReadError('XML file', path, e);
   }
   if (bytes.length > XML_MAX_BYTES) throw tooBig(path, bytes.length);
   return parseXml(decodeXml(bytes, path), path);
 }
 
-function readError(path: string, err: unknown): ConfigError {
-  const code = (err as NodeJS.ErrnoException).code;
-  const why =
-    code === 'ENOENT'
-      ? 'no such file'
-      : code === 'EACCES' || code === 'EPERM'
-        ? 'permission denied'
-        : code === 'EISDIR'
-          ? 'is a directory, expected a file'
-          : `${code ?? 'error'}: ${(err as Error).message}`;
-  return new ConfigError('CONFIG_READ', path, [{ path: '', message: `cannot read XML file: ${why}` }]);
-}
 
 function tooBig(path: string, size: number): ConfigError {
   return new ConfigError('CONFIG_READ', path, [{ path: '', message: `cannot read XML file: it is ${size} bytes; the limit is ${XML_MAX_BYTES} bytes (1 MiB)` }]);
