@@ -6,14 +6,11 @@
  * Stages: arguments → socket path (--socket; else --config's control.socket;
  * else the only socket in /run/sectunnel) → control method `rekey {peer}` → one line.
  */
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadDaemonConfig } from '../control/config.js';
 import { callControl, ControlClientError } from '../control/status-client.js';
 import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js';
 import { registerSubcommand } from './main.js';
-import { DEFAULT_SOCKET_DIR, type StatusOutput } from './status.js';
+import { controlSocket, type StatusOutput } from './status.js';
 
 const HELP = `usage: sectunnel rekey PEER [--socket PATH | --config FILE] [--timeout MS]
 
@@ -55,7 +52,7 @@ export async function runRekey(argv: string[], out: StatusOutput = process.stdou
     }
   }
   const peer = positionals[0]!;
-  const socket = values.socket ?? (values.config !== undefined ? (await loadDaemonConfig(values.config)).control.socket : await onlySocket());
+  const socket = await controlSocket(values);
   let reply: unknown;
   try {
     reply = await callControl(socket, 'rekey', { peer }, { timeoutMs });
@@ -68,15 +65,5 @@ export async function runRekey(argv: string[], out: StatusOutput = process.stdou
   return 0;
 }
 
-async function onlySocket(dir = DEFAULT_SOCKET_DIR): Promise<string> {
-  let names: string[];
-  try {
-    names = (await readdir(dir)).filter((n) => n.endsWith('.sock')).sort();
-  } catch {
-    names = [];
-  }
-  if (names.length === 1) return join(dir, names[0]!);
-  throw new CliError(`${names.length === 0 ? `no daemon socket in ${dir}` : `several daemon sockets in ${dir}`}: give --socket PATH or --config FILE`, EXIT_FAILURE);
-}
 
 registerSubcommand('rekey', 'start a new handshake with a peer now (make-before-break)', (argv) => runRekey(argv));

@@ -70,7 +70,7 @@ export async function runStatus(argv: string[], out: StatusOutput = process.stdo
       throw new CliError(`--timeout ${values.timeout}: expected milliseconds, an integer in 1..600000`, EXIT_USAGE);
     }
   }
-  const socket = values.socket ?? (values.config !== undefined ? (await loadDaemonConfig(values.config)).control.socket : await findSocket());
+  const socket = await controlSocket(values);
   let report: unknown;
   try {
     report = await callControl(socket, 'status', undefined, { timeoutMs });
@@ -87,6 +87,11 @@ export async function runStatus(argv: string[], out: StatusOutput = process.stdo
   }
   out.write(formatStatus(report as Partial<StatusReport>));
   return 0;
+}
+
+/** The daemon's control socket: --socket, else the config's control.socket, else the one in /run/sectunnel. */
+export async function controlSocket(values: { socket?: string | undefined; config?: string | undefined }): Promise<string> {
+  return values.socket ?? (values.config !== undefined ? (await loadDaemonConfig(values.config)).control.socket : await findSocket());
 }
 
 /** The one socket in /run/sectunnel, or a CliError telling the operator to name it. */
