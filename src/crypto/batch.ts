@@ -1,14 +1,29 @@
 /**
  * What the JavaScript backends (node.ts, noble.ts) share around their
  * per-packet seal and open: the AeadBatch descriptor checks, the errors of the
- * Aead contract, and the loops that run a batch one entry at a time.
+ * Aead contract, the loops that run a batch one entry at a time, and
+ * `SpanAead`, their common base (key and salt‖IV nonce, the guards of every
+ * Aead method, destroy); a backend supplies only sealSpan and openSpan.
  *
  * sealEach: 1. check every descriptor (throw before sealing anything),
  *           2. seal entry i over data with its AAD aad[16i, 16i+aadLen).
  * openEach: 1. check the count, 2. per entry: descriptor in bounds and
  *           authentic -> ok[i] = 1, else ok[i] = 0 (never throws per entry).
  */
-import { AEAD_BATCH_AAD_STRIDE, AEAD_DESC_STRIDE, AEAD_ICV_BYTES, AeadError, aeadSpanOk, type AeadAlgorithm, type AeadBatch } from './aead.js';
+import {
+  AEAD_BATCH_AAD_STRIDE,
+  AEAD_DESC_STRIDE,
+  AEAD_ICV_BYTES,
+  AEAD_IV_BYTES,
+  AEAD_SALT_BYTES,
+  AeadError,
+  aeadKeyBytes,
+  aeadSpanOk,
+  type Aead,
+  type AeadAlgorithm,
+  type AeadBackendName,
+  type AeadBatch,
+} from './aead.js';
 
 /** A backend's in-place seal of one packet whose span is already checked. */
 export type SealSpan = (data: Uint8Array, ivOff: number, textOff: number, textLen: number, aad: Uint8Array) => void;
@@ -84,4 +99,71 @@ export function openEach(batch: AeadBatch, open: OpenSpan): number {
     if (authentic) good++;
   }
   return good;
+}
+
+/**
+ * Base of the JavaScript backends: holds the key and the nonce (salt from the KEYMAT's last
+ * 4 octets ‖ the packet's 8-octet IV, RFC 4106 §4, RFC 7634 §2), checks spans and the
+ * destroyed state, runs batches entry by entry; subclasses seal and open one checked span.
+ */
+export abstract class SpanAead implements Aead {
+  abstract readonly backend: AeadBackendName;
+  protected readonly key: Uint8Array;
+  /** salt ‖ IV; the IV half is rewritten per packet by setIv. */
+  protected readonly nonce: Uint8Array;
+  private destroyed = false;
+  protected abstract readonly sealSpan: SealSpan;
+  protected abstract readonly openSpan: OpenSpan;
+
+  constructor(
+    readonly algorithm: AeadAlgorithm,
+    keymat: Uint8Array,
+    /** Makes the key and nonce buffers (node:crypto wants Buffers, noble plain Uint8Arrays). */
+    alloc: (bytes: number) => Uint8Array,
+  ) {
+    const keyBytes = aeadKeyBytes(algorithm);
+    this.key = alloc(keyBytes);
+    this.key.set(keymat.subarray(0, keyBytes));
+    this.nonce = alloc(AEAD_SALT_BYTES + AEAD_IV_BYTES);
+    this.nonce.set(keymat.subarray(keyBytes, keyBytes + AEAD_SALT_BYTES), 0);
+  }
+
+  /** Copies the packet's IV at data[ivOff, ivOff+8) into the nonce. */
+  protected setIv(data: Uint8Array, ivOff: number): void {
+    const n = this.nonce;
+    for (let i = 0; i < AEAD_IV_BYTES; i++) n[AEAD_SALT_BYTES + i] = data[ivOff + i]!;
+  }
+
+  /** Seals data[textOff, textOff+textLen) in place and writes the ICV behind it (RFC 4106 §3, RFC 7634 §2). */
+  seal(data: Uint8Array, ivOff: number, textOff: number, textLen: number, aad: Uint8Array): void {
+    if (this.destroyed) throw destroyedError(this.backend, this.algorithm);
+    if (!aeadSpanOk(data.length, ivOff, textOff, textLen)) throw badSpanError(data.length, ivOff, textOff, textLen);
+    this.sealSpan(data, ivOff, textOff, textLen, aad);
+  }
+
+  /** Verifies the ICV and decrypts in place; false (text untouched) if not authentic or out of bounds. */
+  open(data: Uint8Array, ivOff: number, textOff: number, textLen: number, aad: Uint8Array): boolean {
+    if (this.destroyed) throw destroyedError(this.backend, this.algorithm);
+    if (!aeadSpanOk(data.length, ivOff, textOff, textLen)) return false;
+    return this.openSpan(data, ivOff, textOff, textLen, aad);
+  }
+
+  /** Seals every entry; throws before sealing anything if a descriptor is out of bounds. */
+  sealBatch(batch: AeadBatch): void {
+    if (this.destroyed) throw destroyedError(this.backend, this.algorithm);
+    sealEach(batch, this.sealSpan);
+  }
+
+  /** Opens every entry; an entry that is out of bounds or not authentic gets ok[i] = 0. */
+  openBatch(batch: AeadBatch): number {
+    if (this.destroyed) throw destroyedError(this.backend, this.algorithm);
+    return openEach(batch, this.openSpan);
+  }
+
+  /** Zeroes the key and salt; later calls throw ST_AEAD_DESTROYED. */
+  destroy(): void {
+    this.key.fill(0);
+    this.nonce.fill(0);
+    this.destroyed = true;
+  }
 }

@@ -9,8 +9,8 @@
  * The descriptor checks and errors of batch.ts are re-exported here, where native.ts imports them.
  */
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
-import { AEAD_ICV_BYTES, AEAD_IV_BYTES, AEAD_SALT_BYTES, aeadKeyBytes, aeadSpanOk, type Aead, type AeadAlgorithm, type AeadBatch } from './aead.js';
-import { badSpanError, destroyedError, openEach, sealEach, type OpenSpan, type SealSpan } from './batch.js';
+import { AEAD_ICV_BYTES, type AeadAlgorithm } from './aead.js';
+import { SpanAead, type OpenSpan, type SealSpan } from './batch.js';
 
 export { assertBatchDescriptors, badSpanError, batchEntryOk, destroyedError } from './batch.js';
 
@@ -26,37 +26,16 @@ const NODE_CIPHER: Record<AeadAlgorithm, NodeCipherName> = {
 const TAG_OPTIONS = { authTagLength: AEAD_ICV_BYTES };
 
 /** AEAD over node:crypto. Build it through createAead() in index.ts, which checks the KEYMAT length. */
-export class NodeAead implements Aead {
+export class NodeAead extends SpanAead {
   readonly backend = 'node' as const;
   private readonly cipher: NodeCipherName;
-  private readonly key: Buffer;
-  /** salt ‖ IV; the IV half is rewritten per packet. */
-  private readonly nonce = Buffer.alloc(AEAD_SALT_BYTES + AEAD_IV_BYTES);
-  private destroyed = false;
 
-  constructor(
-    readonly algorithm: AeadAlgorithm,
-    keymat: Uint8Array,
-  ) {
-    const keyBytes = aeadKeyBytes(algorithm);
+  constructor(algorithm: AeadAlgorithm, keymat: Uint8Array) {
+    super(algorithm, keymat, (bytes) => Buffer.alloc(bytes));
     this.cipher = NODE_CIPHER[algorithm];
-    this.key = Buffer.from(keymat.subarray(0, keyBytes));
-    this.nonce.set(keymat.subarray(keyBytes, keyBytes + AEAD_SALT_BYTES), 0);
   }
 
-  private setIv(data: Uint8Array, ivOff: number): void {
-    const n = this.nonce;
-    for (let i = 0; i < AEAD_IV_BYTES; i++) n[AEAD_SALT_BYTES + i] = data[ivOff + i]!;
-  }
-
-  /** Seals data[textOff, textOff+textLen) in place and writes the ICV behind it (RFC 4106 §3, RFC 7634 §2). */
-  seal(data: Uint8Array, ivOff: number, textOff: number, textLen: number, aad: Uint8Array): void {
-    if (this.destroyed) throw destroyedError(this.backend, this.algorithm);
-    if (!aeadSpanOk(data.length, ivOff, textOff, textLen)) throw badSpanError(data.length, ivOff, textOff, textLen);
-    this.sealSpan(data, ivOff, textOff, textLen, aad);
-  }
-
-  private readonly sealSpan: SealSpan = (data, ivOff, textOff, textLen, aad) => {
+  protected readonly sealSpan: SealSpan = (data, ivOff, textOff, textLen, aad) => {
     this.setIv(data, ivOff);
     const c = createCipheriv(this.cipher as CipherGCMTypes, this.key, this.nonce, TAG_OPTIONS);
     c.setAAD(aad);
@@ -67,14 +46,7 @@ export class NodeAead implements Aead {
     data.set(c.getAuthTag(), textOff + textLen);
   };
 
-  /** Verifies the ICV and decrypts in place; false (text untouched) if not authentic or out of bounds. */
-  open(data: Uint8Array, ivOff: number, textOff: number, textLen: number, aad: Uint8Array): boolean {
-    if (this.destroyed) throw destroyedError(this.backend, this.algorithm);
-    if (!aeadSpanOk(data.length, ivOff, textOff, textLen)) return false;
-    return this.openSpan(data, ivOff, textOff, textLen, aad);
-  }
-
-  private readonly openSpan: OpenSpan = (data, ivOff, textOff, textLen, aad) => {
+  protected readonly openSpan: OpenSpan = (data, ivOff, textOff, textLen, aad) => {
     this.setIv(data, ivOff);
     const icvOff = textOff + textLen;
     const d = createDecipheriv(this.cipher as CipherGCMTypes, this.key, this.nonce, TAG_OPTIONS);
@@ -91,23 +63,4 @@ export class NodeAead implements Aead {
     if (rest.length > 0) data.set(rest, textOff + out.length);
     return true;
   };
-
-  /** Seals every entry; throws before sealing anything if a descriptor is out of bounds. */
-  sealBatch(batch: AeadBatch): void {
-    if (this.destroyed) throw destroyedError(this.backend, this.algorithm);
-    sealEach(batch, this.sealSpan);
-  }
-
-  /** Opens every entry; an entry that is out of bounds or not authentic gets ok[i] = 0. */
-  openBatch(batch: AeadBatch): number {
-    if (this.destroyed) throw destroyedError(this.backend, this.algorithm);
-    return openEach(batch, this.openSpan);
-  }
-
-  /** Zeroes the key and salt; later calls throw ST_AEAD_DESTROYED. */
-  destroy(): void {
-    this.key.fill(0);
-    this.nonce.fill(0);
-    this.destroyed = true;
-  }
 }
