@@ -7,3 +7,5 @@ import './run.js';
 import './keys.js';
 import './rekey.js';
 import './import-libvirt.js';
+import './attach.js';
+import './hook.js';

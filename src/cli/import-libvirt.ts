@@ -9,7 +9,7 @@
  * write (to a temporary file renamed into place) or print; notes to stderr.
  */
 import { rename, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { daemonConfigSchema } from '../control/config.js';
@@ -19,7 +19,7 @@ import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js';
 import { registerSubcommand } from './main.js';
 
 const HELP = `usage: sectunnel import-libvirt NETWORK.xml [DOMAIN.xml …] [--host-name NAME] [--underlay ADDRESS]
-                                [--secrets DIR] [--port attach|tap] [--out FILE] [--format yaml|json]
+                                [--host-key FILE] [--secrets DIR] [--port attach|tap] [--out FILE] [--format yaml|json]
 
 Turns a sectunnel network definition in libvirt style — <network type='tunneled'>
 with a <tunnel type='ipsec'>, or <sectunnel type='ipsec'> with <sa> and <sp> — and
@@ -31,6 +31,9 @@ network becomes a sectunnel domain whose label comes from the domain's
   --host-name NAME    this host's <peer> in the network (default: the peer with the
                       --underlay address, else the one named like this machine)
   --underlay ADDRESS  this host's underlay address (must be its <peer>'s address)
+  --host-key FILE     this host's private key (host.privateKeyFile; \`sectunnel keygen
+                      FILE\`); the handshake needs it (default: HOST.key next to
+                      NETWORK.xml if that file exists)
   --secrets DIR       where libvirt keeps secret values, UUID.base64
                       (default ${DEFAULT_LIBVIRT_SECRETS_DIR})
   --port KIND         attach (default): a packet socket on libvirt's vnetN, which
@@ -50,7 +53,7 @@ export interface ImportOutput {
 
 /** Runs `sectunnel import-libvirt` with `argv` (after the subcommand name); returns the exit status, throws CliError or ConfigError. */
 export async function runImportLibvirt(argv: string[], io: ImportOutput = { out: process.stdout, err: process.stderr }): Promise<number> {
-  let values: { 'host-name'?: string; underlay?: string; secrets?: string; port?: string; out?: string; format?: string; help?: boolean };
+  let values: { 'host-name'?: string; underlay?: string; 'host-key'?: string; secrets?: string; port?: string; out?: string; format?: string; help?: boolean };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
@@ -58,6 +61,7 @@ export async function runImportLibvirt(argv: string[], io: ImportOutput = { out:
       options: {
         'host-name': { type: 'string' },
         underlay: { type: 'string' },
+        'host-key': { type: 'string' },
         secrets: { type: 'string' },
         port: { type: 'string' },
         out: { type: 'string' },
@@ -91,6 +95,7 @@ export async function runImportLibvirt(argv: string[], io: ImportOutput = { out:
     ...(values['host-name'] !== undefined && { hostName: values['host-name'] }),
     ...(values.underlay !== undefined && { underlay: values.underlay }),
     ...(values.secrets !== undefined && { secretsDir: values.secrets }),
+    ...(values['host-key'] !== undefined ? { privateKeyFile: resolve(values['host-key']) } : { hostKeyDir: dirname(resolve(network)) }),
     ...(values.port !== undefined && { port: values.port as PortKind }),
   });
   for (const w of result.warnings) io.err.write(`sectunnel import-libvirt: warning: ${w}\n`);

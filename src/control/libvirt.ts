@@ -16,7 +16,9 @@
  *      policy "allow A -> B"), validated by daemonConfigSchema exactly as
  *      `sectunnel run --config` would.
  */
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { aeadKeymatBytes } from '../crypto/aead.js';
 import { NOISE_PSKLEN } from '../core/noise.js';
 import { DEFAULT_ALGORITHM, daemonConfigSchema, type DaemonConfig } from './config.js';
@@ -47,6 +49,17 @@ export interface LibvirtImportOptions {
   readonly secretsDir?: string;
   /** Default `attach`: see PortKind. */
   readonly port?: PortKind;
+  /**
+   * This machine's addresses: without hostName and underlay, the `<peer>` whose address is
+   * one of them is this host (before os.hostname() is tried). The daemon passes its own.
+   */
+  readonly localAddresses?: readonly string[];
+  /** host.privateKeyFile (--host-key): this host's X25519 private key. */
+  readonly privateKeyFile?: string;
+  /** Without privateKeyFile: use DIR/HOST.key (HOST = this host's name) when that file exists; else a note. */
+  readonly hostKeyDir?: string;
+  /** With hostKeyDir: a missing DIR/HOST.key is an error (the daemon), not a note (the import). */
+  readonly requireHostKey?: boolean;
 }
 
 /** A document to read: its name for messages and its text. */
@@ -149,8 +162,15 @@ function importDocuments(network: { file: string; doc: XmlDocument }, domainDocs
   }
 
   const port = opts.port ?? 'attach';
+  const keyFile = opts.privateKeyFile ?? conventionalKeyFile(opts.hostKeyDir, local.name);
+  if (keyFile === undefined && opts.hostKeyDir !== undefined && peers.some((x) => x.publicKey !== undefined)) {
+    const want = resolve(opts.hostKeyDir, `${local.name}.key`);
+    const why = `host "${local.name}" has no private key: ${want} does not exist, and the handshake with its peers needs it; create it with \`sectunnel keygen ${want}\` and put what \`sectunnel pubkey ${want}\` prints in this <peer>'s publicKey on every host`;
+    if (opts.requireHostKey === true) throw new ConfigError('CONFIG_INVALID', net.file, [{ path: local.path, message: why }]);
+    warnings.push(`${net.file}: ${local.path}: ${why} (or pass --host-key FILE)`);
+  }
   const file: Record<string, unknown> = {
-    host: { name: local.name },
+    host: { name: local.name, ...(keyFile !== undefined && { privateKeyFile: keyFile }) },
     underlay: { address: local.address, ...(net.port !== undefined && { port: net.port }), ...(net.transport !== undefined && { transport: net.transport }) },
     ...(net.algorithm !== undefined && { crypto: { algorithm: net.algorithm } }),
     labels: net.labels.map((l) => ({ name: l.name, vlan: l.vlan, ...(l.greKey !== undefined && { greKey: l.greKey }), ...(l.context !== undefined && { context: l.context }) })),
@@ -160,6 +180,13 @@ function importDocuments(network: { file: string; doc: XmlDocument }, domainDocs
   };
   const config = validateConfig(file, daemonConfigSchema, `${net.file} (as a daemon config)`);
   return { network: net, hostName: local.name, file, config, domains, warnings };
+}
+
+/** DIR/HOST.key if it exists (the daemon's default when it reads the network XML itself). */
+function conventionalKeyFile(dir: string | undefined, host: string): string | undefined {
+  if (dir === undefined) return undefined;
+  const f = resolve(dir, `${host}.key`);
+  return existsSync(f) ? f : undefined;
 }
 
 /** Domain names, TAPs and MACs are each one domain's, across all domain files. */
@@ -210,10 +237,15 @@ function selectHost(net: LibvirtNetwork, opts: LibvirtImportOptions): NetworkPee
   } else if (underlay !== undefined) {
     host = net.peers.find((x) => x.address === underlay);
     if (host === undefined) fail(`no <peer> of network ${net.name} has address ${underlay} (--underlay) (peers: ${list}); add this host as a <peer> so that the other hosts know it too`);
+  } else if (opts.localAddresses !== undefined && net.peers.filter((x) => opts.localAddresses!.includes(x.address)).length === 1) {
+    host = net.peers.find((x) => opts.localAddresses!.includes(x.address));
   } else {
     const short = hostname().split('.')[0]!;
     host = net.peers.find((x) => x.name === short);
-    if (host === undefined) fail(`which <peer> is this host? none is named "${short}" (this machine's host name) (peers: ${list}); pass --host-name NAME or --underlay ADDRESS`);
+    if (host === undefined) {
+      const addrs = opts.localAddresses !== undefined ? `has one of this machine's addresses (${opts.localAddresses.join(', ') || 'none'}) and none ` : '';
+      fail(`which <peer> is this host? none ${addrs}is named "${short}" (this machine's host name) (peers: ${list}); pass --host-name NAME or --underlay ADDRESS`);
+    }
   }
   if (underlay !== undefined && host!.address !== underlay) {
     fail(`host "${host!.name}" has address ${host!.address} in ${host!.path}, not ${underlay} (--underlay)`);

@@ -51,7 +51,25 @@ describe('sectunnel import-libvirt', () => {
     writeFileSync(join(dir, 'hv1.yaml'), text);
     const expected = await loadLibvirtConfig(fx('network-sectunnel.xml'), [fx('domain-web1.xml'), fx('domain-db1.xml')], { hostName: 'hv1', secretsDir: secrets });
     expect(await loadDaemonConfig(join(dir, 'hv1.yaml'))).toEqual(expected);
-    expect(c.err).toEqual([`sectunnel import-libvirt: warning: ${fx('domain-web1.xml')}: domain "web1": interface vnet4 52:54:00:11:22:33 (network 'default') is not on network tvd-finance; skipped\n`]);
+    expect(c.err).toEqual([
+      `sectunnel import-libvirt: warning: ${fx('domain-web1.xml')}: domain "web1": interface vnet4 52:54:00:11:22:33 (network 'default') is not on network tvd-finance; skipped\n`,
+      `sectunnel import-libvirt: warning: ${fx('network-sectunnel.xml')}: sectunnel/peer[1]: host "hv1" has no private key: ${fx('hv1.key')} does not exist, and the handshake with its peers needs it; create it with \`sectunnel keygen ${fx('hv1.key')}\` and put what \`sectunnel pubkey ${fx('hv1.key')}\` prints in this <peer>'s publicKey on every host (or pass --host-key FILE)\n`,
+    ]);
+  });
+
+  it('--host-key FILE becomes host.privateKeyFile; without it, HOST.key next to the network XML is used when it exists', async () => {
+    const secrets = secretsDir();
+    const c = capture();
+    expect(await runImportLibvirt([fx('network-tunnel.xml'), '--host-name', 'hv2', '--secrets', secrets, '--host-key', '/etc/sectunnel/hv2.key', '--format', 'json'], c.io)).toBe(0);
+    expect(JSON.parse(c.out.join('')).host).toEqual({ name: 'hv2', privateKeyFile: '/etc/sectunnel/hv2.key' });
+    expect(c.err.join('')).not.toContain('no private key');
+
+    const dir = tempDir('st-libvirt-cli-');
+    cpSync(fx('network-tunnel.xml'), join(dir, 'tvd.xml'));
+    writeFileSync(join(dir, 'hv2.key'), 'not read by the import\n', { mode: 0o600 });
+    const d = capture();
+    expect(await runImportLibvirt([join(dir, 'tvd.xml'), '--host-name', 'hv2', '--secrets', secrets, '--format', 'json'], d.io)).toBe(0);
+    expect(JSON.parse(d.out.join('')).host).toEqual({ name: 'hv2', privateKeyFile: join(dir, 'hv2.key') });
   });
 
   it('--out FILE.json writes JSON (0600 when it holds static KEYMATs, 0644 otherwise); --format overrides the extension', async () => {

@@ -25,6 +25,15 @@
  *      peers re-registered, session peers added/removed/updated (sessions that
  *      stay are kept), ports that left closed, SAs that left destroyed. The FDB starts empty (it relearns on the next frame).
  *
+ * Runtime attach/detach (control methods `attach`, `detach`; control/libvirt-attach.ts):
+ * guest NICs added on top of the config file as an overlay. Each change is applied
+ * through the reload path with the file config as last loaded (so kept ports, SAs and
+ * sessions stay), one at a time with reloads, then written to state.dir
+ * (attachments-HOST.json). A reload re-reads the file and keeps the overlay; entries
+ * the new file contradicts (label gone, interface or MAC now the file's) are dropped
+ * and logged. At start the kept overlay is attached again, except entries whose
+ * interface is gone (the guest stopped while the daemon was down).
+ *
  * Housekeeping (1 s, unref'd): FDB aging, audit summaries, reassembly expiry, SA
  * limits, sequence-number top-up, reopening ports whose device came back.
  *
@@ -35,7 +44,22 @@ import { PacketPool } from '../../buf/pool.js';
 import { AuditLog, type AuditLogError } from '../../control/audit-log.js';
 import { buildTables, checkKeymats, installSaPair, mtuPlan, planStaticSas, staticSaPaths, type MtuPlan, type StaticSaPlan } from '../../control/build.js';
 import { ConfigError } from '../../control/config-errors.js';
-import { loadDaemonConfig, type DaemonConfig } from '../../control/config.js';
+import type { DaemonConfig } from '../../control/config.js';
+import {
+  AttachError,
+  attachmentsFile,
+  fitAttachments,
+  mergeAttachments,
+  parseAttachRequest,
+  parseDetachRequest,
+  planAttach,
+  planDetach,
+  readAttachments,
+  writeAttachments,
+  type Attachment,
+  type AttachPlan,
+} from '../../control/libvirt-attach.js';
+import { loadHostConfig } from '../../control/libvirt-host.js';
 import { Logger, type LogStream } from '../../control/log.js';
 import { MetricsServer } from '../../control/metrics.js';
 import { SeqStore } from '../../control/seq-store.js';
@@ -83,6 +107,17 @@ export interface ReloadSummary {
   peers: { added: string[]; removed: string[] };
   labels: { added: string[]; removed: string[] };
   sas: { created: number; kept: number; destroyed: number };
+}
+
+/** What an attach or detach did: the overlay change and the reload summary. */
+export interface AttachSummary {
+  attached: string[];
+  detached: string[];
+  unchanged: string[];
+  /** The reload that applied it; null when nothing changed. */
+  reload: ReloadSummary | null;
+  /** Set when the change is live but could not be written to state.dir. */
+  notPersisted?: string;
 }
 
 /** Refuses static SAs unless allowed; the message says why they are refused. */
@@ -151,7 +186,12 @@ function diffNames(before: readonly string[], after: readonly string[]): { added
 }
 
 export class Daemon implements DaemonView {
+  /** The running config: the file's (fileCfg) plus the runtime attachments. */
   cfg: DaemonConfig;
+  /** The config file (or network XML) as last loaded. */
+  fileCfg: DaemonConfig;
+  /** Runtime attachments (the overlay), in attach order. */
+  attachments: readonly Attachment[] = [];
   tables: Tables;
   mtu: MtuPlan;
   auditLog: AuditLog;
@@ -187,6 +227,8 @@ export class Daemon implements DaemonView {
 
   private constructor(p: {
     cfg: DaemonConfig;
+    fileCfg: DaemonConfig;
+    attachments: readonly Attachment[];
     o: DaemonOptions;
     log: Logger;
     backend: AeadBackendName;
@@ -200,6 +242,8 @@ export class Daemon implements DaemonView {
     transport: OpenTransport;
   }) {
     this.cfg = p.cfg;
+    this.fileCfg = p.fileCfg;
+    this.attachments = p.attachments;
     this.configFile = p.o.configFile;
     this.staticKeys = p.o.insecureStaticKeys;
     this.log = p.log;
@@ -226,7 +270,9 @@ export class Daemon implements DaemonView {
 
   /** Starts the daemon (see the file comment); throws ConfigError, DaemonError, or the failing component's error. */
   static async start(o: DaemonOptions): Promise<Daemon> {
-    const cfg = await loadDaemonConfig(o.configFile);
+    const { cfg: fileCfg, notes } = await loadHostConfig(o.configFile);
+    const kept = keptAttachments(fileCfg);
+    const cfg = mergeAttachments(fileCfg, kept.ok);
     checkStaticKeys(cfg, o.configFile, o.insecureStaticKeys);
     const plans = planStaticSas(cfg, o.insecureStaticKeys);
     checkKeymats(o.configFile, plans);
@@ -235,6 +281,15 @@ export class Daemon implements DaemonView {
     const log = new Logger({ level: cfg.log.level, fields: { host: cfg.host.name }, ...(o.logStream !== undefined && { stream: o.logStream }) });
     const backend = chooseBackend(cfg);
     const mtu = mtuPlan(cfg);
+    for (const n of notes) log.warn('config note', { config: o.configFile, note: n });
+    for (const m of kept.problems) log.error('runtime attachment not restored', m);
+    if (kept.rewrite) {
+      try {
+        writeAttachments(attachmentsFile(fileCfg), fileCfg.state.dir, kept.ok);
+      } catch (e) {
+        log.error('cannot write the runtime attachments', { error: (e as Error).message });
+      }
+    }
     const undo: (() => unknown)[] = [];
     try {
       const pool = new PacketPool({ packets: cfg.pool.packets, slotBytes: cfg.pool.slotBytes });
@@ -266,7 +321,7 @@ export class Daemon implements DaemonView {
       undo.push(() => transport.transport.close());
       registerPeers(transport.transport, cfg, 0);
 
-      const d = new Daemon({ cfg, o, log, backend: backend.name, mtu, pool, auditLog, auditor, seqStore, sas, tables, transport });
+      const d = new Daemon({ cfg, fileCfg, attachments: kept.ok, o, log, backend: backend.name, mtu, pool, auditLog, auditor, seqStore, sas, tables, transport });
       d.handshakes = handshakes;
       ref.d = d;
       if (handshakes !== null) {
@@ -291,7 +346,7 @@ export class Daemon implements DaemonView {
       d.dataplane.swap(tables, portOf);
 
       d.control = new ControlServer({ path: cfg.control.socket, onError: (e, method) => log.error('control method failed', { method, error: e }) });
-      d.control.register('status', () => statusReport(d, Date.now()));
+      d.control.register('status', () => ({ ...statusReport(d, Date.now()), attachments: d.attachments }));
       d.control.register('rekey', (params: unknown) => {
         const peer = typeof params === 'object' && params !== null ? (params as { peer?: unknown }).peer : undefined;
         if (typeof peer !== 'string') throw new ControlMethodError('bad_params', 'rekey: expected {"peer": NAME}');
@@ -300,6 +355,20 @@ export class Daemon implements DaemonView {
           return d.handshakes.rekey(peer);
         } catch (e) {
           throw new ControlMethodError('unknown_peer', `rekey: ${(e as Error).message}`);
+        }
+      });
+      d.control.register('attach', async (params: unknown) => {
+        try {
+          return await d.attach(params);
+        } catch (e) {
+          throw controlError(e);
+        }
+      });
+      d.control.register('detach', async (params: unknown) => {
+        try {
+          return await d.detach(params);
+        } catch (e) {
+          throw controlError(e);
         }
       });
       d.control.register('reload', async () => {
@@ -362,6 +431,7 @@ export class Daemon implements DaemonView {
         underlay: { address: cfg.underlay.address, port: transport.port, family: cfg.underlay.family },
         mtu: { underlayMtu: mtu.underlayMtu, overheadBytes: mtu.overheadBytes, guestMtu: mtu.guestMtu, parts: mtu.parts },
         labels: labelSummary(cfg),
+        ...(kept.ok.length > 0 && { attached: kept.ok.map((a) => `${a.name}(${a.domain} ${a.interface})`) }),
         domains: cfg.domains.map((dom) => `${dom.name}(${dom.label}, ${dom.tap !== undefined ? `tap ${dom.tap.name}` : `attach ${dom.attach.interface}`})`),
         peers: cfg.peers.map((p) => `${p.name}(${p.address})`),
         keys: o.insecureStaticKeys ? 'static (--insecure-static-keys)' : handshakes !== null ? 'handshake' : 'none',
@@ -388,16 +458,76 @@ export class Daemon implements DaemonView {
 
   /** Reloads the config file (see the file comment); throws (and logs) when the reload is refused. */
   reload(): Promise<ReloadSummary> {
-    const next = this.reloading.then(() => this.reloadNow());
+    return this.serially(() => this.reloadNow());
+  }
+
+  /** Runs `fn` after every reload, attach and detach before it. */
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.reloading.then(fn);
     this.reloading = next.catch(() => undefined);
     return next;
+  }
+
+  /** Control method `attach` (params: control/libvirt-attach.ts AttachRequest); throws AttachError. */
+  attach(params: unknown): Promise<AttachSummary> {
+    const req = parseAttachRequest(params);
+    return this.serially(() => this.changeAttachments('attach', planAttach(req, this.fileCfg, this.attachments, new Date().toISOString()), req.domain));
+  }
+
+  /** Control method `detach` (params: DetachRequest); throws AttachError. */
+  detach(params: unknown): Promise<AttachSummary> {
+    const req = parseDetachRequest(params);
+    return this.serially(async () => this.changeAttachments('detach', planDetach(req, this.attachments), req.domain));
+  }
+
+  private async changeAttachments(what: 'attach' | 'detach', plan: AttachPlan, domain: string): Promise<AttachSummary> {
+    if (this.stopping !== null) throw new AttachError('attach_failed', 'the daemon is stopping');
+    const summary: AttachSummary = {
+      attached: plan.added.map((a) => a.name),
+      detached: plan.removed.map((a) => a.name),
+      unchanged: plan.unchanged.map((a) => a.name),
+      reload: null,
+    };
+    if (plan.added.length === 0 && plan.removed.length === 0) {
+      this.log.info(`${what}: nothing to change`, { domain, unchanged: summary.unchanged });
+      return summary;
+    }
+    try {
+      summary.reload = await this.applyConfig(mergeAttachments(this.fileCfg, plan.next));
+    } catch (e) {
+      this.log.error(`${what} refused; the running config stays`, { domain, error: (e as Error).message });
+      throw new AttachError('attach_failed', `${what} ${domain}: ${(e as Error).message}`);
+    }
+    this.attachments = plan.next;
+    const detail = (a: Attachment) => ({ name: a.name, interface: a.interface, label: a.label, macs: a.macs });
+    this.log.info(what === 'attach' ? 'domain attached' : 'domain detached', { domain, added: plan.added.map(detail), removed: plan.removed.map(detail), kept: summary.reload.domains.kept });
+    try {
+      writeAttachments(attachmentsFile(this.fileCfg), this.fileCfg.state.dir, plan.next);
+    } catch (e) {
+      summary.notPersisted = (e as Error).message;
+      this.log.error('cannot write the runtime attachments: the change is live but a restarted daemon will not know it', { error: summary.notPersisted });
+    }
+    return summary;
   }
 
   private async reloadNow(): Promise<ReloadSummary> {
     if (this.stopping !== null) throw new DaemonError('ST_DAEMON_RESTART_NEEDED', 'the daemon is stopping');
     this.log.info('reloading', { config: this.configFile });
     try {
-      const summary = await this.applyConfig(await loadDaemonConfig(this.configFile));
+      const { cfg: fileCfg, notes } = await loadHostConfig(this.configFile);
+      for (const n of notes) this.log.warn('config note', { config: this.configFile, note: n });
+      const fit = fitAttachments(fileCfg, this.attachments);
+      const summary = await this.applyConfig(mergeAttachments(fileCfg, fit.ok));
+      this.fileCfg = fileCfg;
+      if (fit.dropped.length > 0) {
+        for (const x of fit.dropped) this.log.error('runtime attachment detached: the reloaded config contradicts it', { name: x.attachment.name, domain: x.attachment.domain, interface: x.attachment.interface, why: x.why });
+        this.attachments = fit.ok;
+        try {
+          writeAttachments(attachmentsFile(fileCfg), fileCfg.state.dir, fit.ok);
+        } catch (e) {
+          this.log.error('cannot write the runtime attachments', { error: (e as Error).message });
+        }
+      }
       this.reloads++;
       this.log.info('config reloaded', { ...summary });
       return summary;
@@ -675,6 +805,32 @@ export class Daemon implements DaemonView {
       }
     }
   }
+}
+
+/** The kept overlay that still fits the config and whose interfaces exist, and what was left out (as log fields). */
+function keptAttachments(fileCfg: DaemonConfig): { ok: Attachment[]; problems: Record<string, unknown>[]; rewrite: boolean } {
+  const problems: Record<string, unknown>[] = [];
+  let list: Attachment[];
+  try {
+    list = readAttachments(attachmentsFile(fileCfg));
+  } catch (e) {
+    // Left as it is for the operator to look at; the first attach replaces it.
+    return { ok: [], problems: [{ file: attachmentsFile(fileCfg), error: (e as Error).message }], rewrite: false };
+  }
+  const fit = fitAttachments(fileCfg, list);
+  for (const x of fit.dropped) problems.push({ name: x.attachment.name, domain: x.attachment.domain, interface: x.attachment.interface, why: x.why });
+  const ok = fit.ok.filter((a) => {
+    if (interfaceExists(a.interface)) return true;
+    problems.push({ name: a.name, domain: a.domain, interface: a.interface, why: `interface "${a.interface}" does not exist (the guest stopped while the daemon was down)` });
+    return false;
+  });
+  return { ok, problems, rewrite: problems.length > 0 };
+}
+
+/** An attach/detach failure as the control error the client sees. */
+function controlError(e: unknown): ControlMethodError {
+  if (e instanceof AttachError) return new ControlMethodError(e.code, e.message);
+  return new ControlMethodError('attach_failed', (e as Error).message);
 }
 
 /** Registers every peer of `cfg` with the transport under its id; forgets ids beyond them up to `before`. */
