@@ -45,7 +45,7 @@
  */
 import { blake2s } from '@noble/hashes/blake2.js';
 import { expand, extract } from '@noble/hashes/hkdf.js';
-import { xchacha20poly1305, chacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { aeadKeymatBytes, type AeadAlgorithm } from '../crypto/aead.js';
 import { ESP_SPI_MIN, NON_ESP_MARKER_BYTES } from '../wire/constants.js';
 import {
@@ -53,6 +53,7 @@ import {
   bytesEqual,
   keyPairFromPrivate,
   noiseHash,
+  noisePrimitives,
   NOISE_DHLEN,
   NOISE_PSKLEN,
   NOISE_TAGLEN,
@@ -963,7 +964,7 @@ export function createConfirm(receiverIndex: number, confirmKey: Uint8Array): Ui
   const msg = new Uint8Array(CONFIRM_BYTES);
   msg[4] = MSG_CONFIRM;
   putU32(msg, 8, receiverIndex);
-  const tag = chacha20poly1305(confirmKey, new Uint8Array(12), msg.subarray(NON_ESP_MARKER_BYTES, 12)).encrypt(new Uint8Array(0));
+  const tag = noisePrimitives().seal(confirmKey, new Uint8Array(12), msg.subarray(NON_ESP_MARKER_BYTES, 12), new Uint8Array(0));
   msg.set(tag, 12);
   return msg;
 }
@@ -971,10 +972,5 @@ export function createConfirm(receiverIndex: number, confirmKey: Uint8Array): Ui
 /** True if `msg` is a confirmation under `confirmKey` (its index already routed by peekHandshake). */
 export function verifyConfirm(msg: Uint8Array, confirmKey: Uint8Array): boolean {
   if (msg.length !== CONFIRM_BYTES) return false;
-  try {
-    chacha20poly1305(confirmKey, new Uint8Array(12), msg.subarray(NON_ESP_MARKER_BYTES, 12)).decrypt(msg.subarray(12));
-    return true;
-  } catch {
-    return false;
-  }
+  return noisePrimitives().open(confirmKey, new Uint8Array(12), msg.subarray(NON_ESP_MARKER_BYTES, 12), msg.subarray(12)) !== null;
 }

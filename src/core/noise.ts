@@ -8,12 +8,17 @@
  *     -> e, es, s, ss
  *     <- e, ee, se, psk
  *
- * - DH: X25519 (Noise §12.1, RFC 7748) from @noble/curves; a DH whose output
- *   would be all zeros (a low-order public key) is a failure, never a key.
- * - Cipher: ChaCha20-Poly1305 (Noise §12.3, RFC 8439) from @noble/ciphers;
- *   nonce = 32 zero bits ‖ 64-bit little-endian counter.
- * - Hash: BLAKE2s (Noise §12.8, RFC 7693) from @noble/hashes, HASHLEN = 32,
- *   BLOCKLEN = 64; HMAC (RFC 2104) and HKDF as Noise §4.3 defines them.
+ * - DH: X25519 (Noise §12.1, RFC 7748); a DH whose output would be all zeros
+ *   (a low-order public key) is a failure, never a key.
+ * - Cipher: ChaCha20-Poly1305 (Noise §12.3, RFC 8439); nonce = 32 zero bits ‖
+ *   64-bit little-endian counter.
+ * - Hash: BLAKE2s (Noise §12.8, RFC 7693), HASHLEN = 32, BLOCKLEN = 64; HMAC
+ *   (RFC 2104) and HKDF as Noise §4.3 defines them.
+ *
+ * The primitives come from a NoisePrimitives set, chosen process-wide with
+ * setNoisePrimitives: by default @noble/curves, @noble/hashes and @noble/ciphers
+ * (pure JS, everywhere); the daemon installs node:crypto's (OpenSSL, ~20× faster
+ * X25519: bench/handshake.bench.ts) after checking them against these.
  *
  * Objects: CipherState (§5.1), SymmetricState (§5.2), HandshakeState (§5.3)
  * with the pattern fixed above, the psk modifier rules of §9 (every `e` token
@@ -52,18 +57,80 @@ export interface DhCounter {
   dhOperations: number;
 }
 
+/**
+ * The primitives of Noise_*_25519_ChaChaPoly_BLAKE2s. Every implementation must give the same
+ * octets (test/core/noise.test.ts runs the published vector on each); none may throw on input.
+ */
+export interface NoisePrimitives {
+  /** Shown in logs and benchmarks ("noble", "node"). */
+  readonly name: string;
+  /** X25519 public key of a 32-octet private key (RFC 7748 §6.1; the scalar is clamped). */
+  x25519PublicKey(privateKey: Uint8Array): Uint8Array;
+  /** X25519(private, public) (RFC 7748 §5), or null if the public key is refused. */
+  x25519(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array | null;
+  /** BLAKE2s-256 of the concatenation of the parts (RFC 7693). */
+  hash(parts: readonly Uint8Array[]): Uint8Array;
+  /** HMAC-BLAKE2s-256 (RFC 2104, block length 64) of the concatenation of the parts. */
+  hmac(key: Uint8Array, parts: readonly Uint8Array[]): Uint8Array;
+  /** ChaCha20-Poly1305 (RFC 8439 §2.8) with a 12-octet nonce: ciphertext ‖ 16-octet tag. */
+  seal(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, plaintext: Uint8Array): Uint8Array;
+  /** ChaCha20-Poly1305 open: the plaintext, or null when the tag does not verify. */
+  open(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array | null;
+}
+
+/** The pure-JS primitives (@noble/curves, @noble/hashes, @noble/ciphers): the default. */
+export const NOBLE_NOISE_PRIMITIVES: NoisePrimitives = {
+  name: 'noble',
+  x25519PublicKey: (privateKey) => x25519.getPublicKey(privateKey),
+  x25519: (privateKey, publicKey) => {
+    try {
+      return x25519.getSharedSecret(privateKey, publicKey);
+    } catch {
+      return null;
+    }
+  },
+  hash: (parts) => {
+    const h = blake2s.create();
+    for (const p of parts) h.update(p);
+    return h.digest();
+  },
+  hmac: (key, parts) => {
+    const m = hmac.create(blake2s, key);
+    for (const p of parts) m.update(p);
+    return m.digest();
+  },
+  seal: (key, nonce, ad, plaintext) => chacha20poly1305(key, nonce, ad).encrypt(plaintext),
+  open: (key, nonce, ad, ciphertext) => {
+    try {
+      return chacha20poly1305(key, nonce, ad).decrypt(ciphertext);
+    } catch {
+      return null;
+    }
+  },
+};
+
+let primitives: NoisePrimitives = NOBLE_NOISE_PRIMITIVES;
+
+/** The process-wide primitives every Noise operation uses (default NOBLE_NOISE_PRIMITIVES). */
+export function noisePrimitives(): NoisePrimitives {
+  return primitives;
+}
+
+/** Chooses the process-wide primitives; returns the previous set (tests restore it). */
+export function setNoisePrimitives(p: NoisePrimitives): NoisePrimitives {
+  const prev = primitives;
+  primitives = p;
+  return prev;
+}
+
 /** HASH(data) with BLAKE2s-256 over the concatenation of the parts (Noise §4.3). */
 export function noiseHash(...parts: Uint8Array[]): Uint8Array {
-  const h = blake2s.create();
-  for (const p of parts) h.update(p);
-  return h.digest();
+  return primitives.hash(parts);
 }
 
 /** HMAC-HASH(key, data) with BLAKE2s (RFC 2104, block length 64; Noise §4.3). */
 export function noiseHmac(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
-  const m = hmac.create(blake2s, key);
-  for (const p of parts) m.update(p);
-  return m.digest();
+  return primitives.hmac(key, parts);
 }
 
 const BYTE1 = Uint8Array.of(1);
@@ -86,7 +153,7 @@ export function noiseHkdf(chainingKey: Uint8Array, ikm: Uint8Array, numOutputs: 
 
 /** X25519 public key of a 32-octet private key (RFC 7748 §6.1; the scalar is clamped). */
 export function x25519PublicKey(privateKey: Uint8Array): Uint8Array {
-  return x25519.getPublicKey(privateKey);
+  return primitives.x25519PublicKey(privateKey);
 }
 
 /**
@@ -96,11 +163,11 @@ export function x25519PublicKey(privateKey: Uint8Array): Uint8Array {
 export function noiseDh(privateKey: Uint8Array, publicKey: Uint8Array, counter?: DhCounter): Uint8Array | null {
   if (counter) counter.dhOperations++;
   if (privateKey.length !== NOISE_DHLEN || publicKey.length !== NOISE_DHLEN) return null;
-  try {
-    return x25519.getSharedSecret(privateKey, publicKey);
-  } catch {
-    return null;
-  }
+  const out = primitives.x25519(privateKey, publicKey);
+  if (out === null || out.length !== NOISE_DHLEN) return null;
+  let acc = 0;
+  for (let i = 0; i < NOISE_DHLEN; i++) acc |= out[i]!;
+  return acc === 0 ? null : out;
 }
 
 /** Clamps 32 random octets into an X25519 private key (RFC 7748 §5), in place; returns them. */
@@ -166,7 +233,7 @@ export class CipherState {
   encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Uint8Array | null {
     if (this.k === null) return plaintext.slice();
     if (this.n >= NONCE_MAX) return null;
-    const out = chacha20poly1305(this.k, chachaNonce(this.n), ad).encrypt(plaintext);
+    const out = primitives.seal(this.k, chachaNonce(this.n), ad, plaintext);
     this.n++;
     return out;
   }
@@ -178,12 +245,8 @@ export class CipherState {
   decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Uint8Array | null {
     if (this.k === null) return ciphertext.slice();
     if (this.n >= NONCE_MAX || ciphertext.length < NOISE_TAGLEN) return null;
-    let out: Uint8Array;
-    try {
-      out = chacha20poly1305(this.k, chachaNonce(this.n), ad).decrypt(ciphertext);
-    } catch {
-      return null;
-    }
+    const out = primitives.open(this.k, chachaNonce(this.n), ad, ciphertext);
+    if (out === null) return null;
     this.n++;
     return out;
   }
