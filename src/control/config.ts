@@ -99,8 +99,16 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export interface DaemonConfig {
   /** `privateKeyFile`: the host's X25519 private key (needed for handshakes, i.e. without --insecure-static-keys). */
   readonly host: { readonly name: string; readonly privateKeyFile?: string };
-  /** Session lifetimes of the peer handshake. */
-  readonly handshake: { readonly rekeyAfterSeconds: number; readonly graceSeconds: number };
+  /**
+   * Session lifetimes of the peer handshake. `rekeyAfterPackets` / `rekeyAfterBytes`: soft limits of
+   * each outbound handshake SA (absent: the SA's own, 7/8 of the 64-bit counter's usable range, and none).
+   */
+  readonly handshake: {
+    readonly rekeyAfterSeconds: number;
+    readonly graceSeconds: number;
+    readonly rekeyAfterPackets?: number;
+    readonly rekeyAfterBytes?: number;
+  };
   readonly underlay: {
     readonly address: string;
     readonly family: 4 | 6;
@@ -140,6 +148,12 @@ export const DEFAULT_STATE_DIR = '/var/lib/sectunnel';
 export const DEFAULT_REKEY_AFTER_SECONDS = 600;
 /** How long an older inbound SA stays after the peer moved to a newer one. */
 export const DEFAULT_GRACE_SECONDS = 30;
+/** Least soft packet limit of a handshake SA (a rekey per thousand packets is already absurd). */
+export const MIN_REKEY_AFTER_PACKETS = 1000;
+/** Least soft byte limit of a handshake SA (1 MiB). */
+export const MIN_REKEY_AFTER_BYTES = 1 << 20;
+/** Largest soft limit: handshake SAs use 64-bit ESN counters, exact up to 2^53 − 1 (core/sa.ts SEQ_MAX_ESN). */
+const MAX_REKEY_AFTER = Number.MAX_SAFE_INTEGER;
 
 /** Default control socket of a host: /run/sectunnel/<host>.sock. */
 export function defaultControlSocket(hostName: string): string {
@@ -247,8 +261,10 @@ const handshakeSchema = strictObject(
   {
     rekeyAfterSeconds: intIn(1, 86400).default(DEFAULT_REKEY_AFTER_SECONDS),
     graceSeconds: intIn(1, 3600).default(DEFAULT_GRACE_SECONDS),
+    rekeyAfterPackets: intIn(MIN_REKEY_AFTER_PACKETS, MAX_REKEY_AFTER).optional(),
+    rekeyAfterBytes: intIn(MIN_REKEY_AFTER_BYTES, MAX_REKEY_AFTER).optional(),
   },
-  'an object {rekeyAfterSeconds?, graceSeconds?}',
+  'an object {rekeyAfterSeconds?, graceSeconds?, rekeyAfterPackets?, rekeyAfterBytes?}',
 );
 
 const underlaySchema = strictObject(
@@ -343,7 +359,12 @@ export const daemonConfigSchema = strictObject(
   const algorithm = cfg.crypto.algorithm;
   return {
     host: { name: cfg.host.name, ...(cfg.host.privateKeyFile !== undefined && { privateKeyFile: cfg.host.privateKeyFile }) },
-    handshake: { rekeyAfterSeconds: cfg.handshake.rekeyAfterSeconds, graceSeconds: cfg.handshake.graceSeconds },
+    handshake: {
+      rekeyAfterSeconds: cfg.handshake.rekeyAfterSeconds,
+      graceSeconds: cfg.handshake.graceSeconds,
+      ...(cfg.handshake.rekeyAfterPackets !== undefined && { rekeyAfterPackets: cfg.handshake.rekeyAfterPackets }),
+      ...(cfg.handshake.rekeyAfterBytes !== undefined && { rekeyAfterBytes: cfg.handshake.rekeyAfterBytes }),
+    },
     underlay: { ...cfg.underlay, family: addressFamily(cfg.underlay.address) },
     crypto: { algorithm, backend: cfg.crypto.backend },
     replayWindowPackets: cfg.replayWindowPackets,

@@ -414,12 +414,27 @@ describe('daemon handshake fields', () => {
     expect(validateConfig(d, daemonConfigSchema, FILE).handshake).toEqual({ rekeyAfterSeconds: 120, graceSeconds: 5 });
   });
 
+  it('handshake soft limits rekeyAfterPackets / rekeyAfterBytes are absent by default and read when given', () => {
+    const d = base();
+    expect(validateConfig(d, daemonConfigSchema, FILE).handshake).not.toHaveProperty('rekeyAfterPackets');
+    expect(validateConfig(d, daemonConfigSchema, FILE).handshake).not.toHaveProperty('rekeyAfterBytes');
+    d.handshake = { rekeyAfterPackets: 1_000_000, rekeyAfterBytes: 2 ** 40 };
+    expect(validateConfig(d, daemonConfigSchema, FILE).handshake).toEqual({ rekeyAfterSeconds: 600, graceSeconds: 30, rekeyAfterPackets: 1_000_000, rekeyAfterBytes: 2 ** 40 });
+    d.handshake = { rekeyAfterPackets: 1000 };
+    expect(validateConfig(d, daemonConfigSchema, FILE).handshake).toEqual({ rekeyAfterSeconds: 600, graceSeconds: 30, rekeyAfterPackets: 1000 });
+  });
+
   it.each<[string, (d: Record<string, any>) => void, string]>([
     ['relative key file', (d) => (d.host.privateKeyFile = 'hv1.key'), `${FILE}: host.privateKeyFile: "hv1.key" is not valid: expected an absolute path`],
     ['unknown algorithm', (d) => (d.peers[0].algorithms = ['des']), `${FILE}: peers[0].algorithms[0]: "des" is not valid`],
     ['empty algorithms', (d) => (d.peers[0].algorithms = []), `${FILE}: peers[0].algorithms: [] is not valid: expected a non-empty list of AEAD algorithms`],
     ['rekey interval 0', (d) => (d.handshake = { rekeyAfterSeconds: 0 }), `${FILE}: handshake.rekeyAfterSeconds: 0 is not valid: expected an integer in 1..86400`],
     ['unknown handshake field', (d) => (d.handshake = { rekeyAfter: 5 }), `${FILE}: handshake.rekeyAfter`],
+    ['soft packet limit too small', (d) => (d.handshake = { rekeyAfterPackets: 999 }), `${FILE}: handshake.rekeyAfterPackets: 999 is not valid: expected an integer in 1000..9007199254740991`],
+    ['soft packet limit not an integer', (d) => (d.handshake = { rekeyAfterPackets: 1e3 + 0.5 }), `${FILE}: handshake.rekeyAfterPackets: 1000.5 is not valid: expected an integer in 1000..`],
+    ['soft byte limit as text', (d) => (d.handshake = { rekeyAfterBytes: '1G' }), `${FILE}: handshake.rekeyAfterBytes: "1G" is not valid: expected an integer in 1048576..9007199254740991`],
+    ['soft byte limit too small', (d) => (d.handshake = { rekeyAfterBytes: 4096 }), `${FILE}: handshake.rekeyAfterBytes: 4096 is not valid: expected an integer in 1048576..`],
+    ['misspelt soft limit', (d) => (d.handshake = { rekeyAfterPacket: 5000 }), `${FILE}: handshake.rekeyAfterPacket: unknown key; did you mean "rekeyAfterPackets"?`],
     [
       'two peers with one public key',
       (d) => {

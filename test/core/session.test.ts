@@ -339,6 +339,17 @@ describe('session: many rekeys', () => {
     expect(sim.lost).toEqual([]);
     sim.expectPaired(['red', 'blue']);
   });
+  it('rekeys on an SA soft byte limit', () => {
+    const sim = new Sim({ hostOptions: { sa: { limits: { softBytes: 1500 } }, rekeyAfterMs: 3_600_000 } });
+    sim.run(T0 + 2000);
+    const before = sim.nodes.A.host.handshakesCompleted;
+    sim.run(sim.now + 20_000, { dataEveryMs: 100 }); // 200 packets of 40 payload octets per SA: a rekey every ~38
+    expect(sim.nodes.A.host.handshakesCompleted).toBeGreaterThan(before + 1);
+    const soft = sim.nodes.A.host.status(sim.now)[0]!.rekeys.soft_limit + sim.nodes.B.host.status(sim.now)[0]!.rekeys.soft_limit;
+    expect(soft).toBeGreaterThan(1);
+    expect(sim.lost).toEqual([]);
+    sim.expectPaired(['red', 'blue']);
+  });
 });
 
 describe('session: collisions', () => {

@@ -190,6 +190,15 @@ function sessionPeer(cfg: DaemonConfig, p: PeerConfig, psks: ReadonlyMap<string,
   };
 }
 
+/** Soft limits of outbound handshake SAs from the config (handshake.rekeyAfterPackets/Bytes; absent: the SA's defaults). */
+export function saLimitsOf(cfg: DaemonConfig): { softPackets?: number; softBytes?: number } {
+  const h = cfg.handshake;
+  return {
+    ...(h.rekeyAfterPackets !== undefined && { softPackets: h.rekeyAfterPackets }),
+    ...(h.rekeyAfterBytes !== undefined && { softBytes: h.rekeyAfterBytes }),
+  };
+}
+
 function samePeer(a: SessionPeerConfig, b: SessionPeerConfig): boolean {
   const hex = (x: Uint8Array | undefined) => (x === undefined ? '' : Buffer.from(x).toString('hex'));
   return (
@@ -263,7 +272,12 @@ export class Handshakes {
       spis: this.sadb,
       rekeyAfterMs: o.cfg.handshake.rekeyAfterSeconds * 1000,
       graceMs: o.cfg.handshake.graceSeconds * 1000,
-      sa: { ...(o.backend !== undefined && { backend: o.backend }), esn: true, replayWindowPackets: o.cfg.replayWindowPackets },
+      sa: {
+        ...(o.backend !== undefined && { backend: o.backend }),
+        esn: true,
+        replayWindowPackets: o.cfg.replayWindowPackets,
+        limits: saLimitsOf(o.cfg),
+      },
     });
     for (const [i, p] of o.cfg.peers.entries()) {
       if (p.publicKey === undefined) continue;

@@ -11,6 +11,7 @@ import { runRekey } from '../../../src/cli/rekey.js';
 import { encodeKey, generatePresharedKey, generatePrivateKey, publicKeyOf, writeSecretKeyFile } from '../../../src/control/keys.js';
 import { callControl, ControlClientError } from '../../../src/control/status-client.js';
 import type { StatusReport } from '../../../src/control/status-report.js';
+import { noisePrimitives } from '../../../src/core/noise.js';
 
 const dirs: string[] = [];
 const daemons: Daemon[] = [];
@@ -158,6 +159,22 @@ describe('two daemons over loopback', () => {
     await expect(callControl(p.socket(0), 'rekey', { peer: 'nobody' })).rejects.toBeInstanceOf(ControlClientError);
     await expect(runRekey(['nobody', '--socket', p.socket(0)], quiet)).rejects.toMatchObject({ exitCode: 1 });
     await expect(runRekey([], quiet)).rejects.toMatchObject({ exitCode: 2 });
+  });
+
+  it('handshake.rekeyAfterPackets / rekeyAfterBytes become the soft limits of the outbound SAs (defaults otherwise); the handshake runs on node:crypto primitives', async () => {
+    const p = await pair();
+    const a = await start(p, 0, (c) => (c.handshake = { rekeyAfterPackets: 5000, rekeyAfterBytes: 3 << 20 }));
+    const b = await start(p, 1);
+    await until('h0 established', established(p, 0));
+    await until('h1 established', established(p, 1));
+    const outA = a.handshakes!.outboundEntries().map((e) => e.sa);
+    expect(outA.length).toBe(2);
+    for (const sa of outA) expect([sa.softPackets, sa.softBytes]).toEqual([5000, 3 << 20]);
+    // h1 sets neither: 7/8 of the ESN counter's range, no byte limit.
+    const outB = b.handshakes!.outboundEntries().map((e) => e.sa);
+    expect(outB.length).toBe(2);
+    for (const sa of outB) expect([sa.softPackets, sa.softBytes]).toEqual([Math.floor(Number.MAX_SAFE_INTEGER / 8) * 7, Infinity]);
+    expect(noisePrimitives().name).toBe('node');
   });
 
   it('a reload keeps an unchanged session, applies a changed label set with a rekey, and removes a peer', async () => {
