@@ -7,6 +7,7 @@
         "src/aead.c",
         "src/io.c",
         "src/tap.c",
+        "src/offload.c",
         "src/udp.c",
         "src/packet.c"
       ],

@@ -81,6 +81,18 @@ static void io_stop_polling(st_io *h) {
   uv_poll_stop(&h->poll);
 }
 
+static void io_on_readable(uv_poll_t *p, int status, int events);
+
+/* Readable, and writable too while the reader holds data it has not delivered (io.h rx_pending). */
+static int io_wanted_events(const st_io *h) { return UV_READABLE | (h->rx_pending ? UV_WRITABLE : 0); }
+
+/* While polling: asks for the events io_wanted_events names now. */
+static void io_update_events(st_io *h) {
+  if (!h->polling || h->closed) return;
+  int want = io_wanted_events(h);
+  if (want != h->poll_events && uv_poll_start(&h->poll, want, io_on_readable) == 0) h->poll_events = want;
+}
+
 /* One JS call per batch; its return value is the ring entries ready next. */
 static void io_call_js(st_io *h, int count, int err) {
   napi_env env = h->env;
@@ -127,7 +139,10 @@ static void io_on_readable(uv_poll_t *p, int status, int events) {
     return;
   }
   int n = h->rx(h, h->ready);
-  if (n == 0) return;
+  if (n == 0) {
+    io_update_events(h);
+    return;
+  }
   if (n < 0) {
     st_io_count(h, ST_RX_ERRORS, -n);
     io_stop_polling(h);
@@ -136,11 +151,16 @@ static void io_on_readable(uv_poll_t *p, int status, int events) {
   }
   h->stats[ST_RX_BATCHES]++;
   io_call_js(h, n, 0);
+  io_update_events(h);
 }
 
 static void io_start_polling(st_io *h) {
   if (h->polling || h->closed || h->ready <= 0 || !h->ring) return;
-  if (uv_poll_start(&h->poll, UV_READABLE, io_on_readable) == 0) h->polling = 1;
+  int want = io_wanted_events(h);
+  if (uv_poll_start(&h->poll, want, io_on_readable) == 0) {
+    h->polling = 1;
+    h->poll_events = want;
+  }
 }
 
 /* ---- argument helpers ---- */
@@ -249,8 +269,7 @@ napi_value st_io_wrap(napi_env env, int kind, int fd, int meta_stride, st_io_rx_
   return handle;
 }
 
-/* The handle behind a JS value, open or closed; NULL (nothing thrown) if it is none. */
-static st_io *io_lookup(napi_env env, napi_value v) {
+st_io *st_io_lookup(napi_env env, napi_value v) {
   bool tagged = false;
   void *data = NULL;
   if (napi_check_object_type_tag(env, v, &st_io_tag, &tagged) != napi_ok || !tagged ||
@@ -260,7 +279,7 @@ static st_io *io_lookup(napi_env env, napi_value v) {
 }
 
 st_io *st_io_unwrap(napi_env env, napi_value v, int kind) {
-  st_io *h = io_lookup(env, v);
+  st_io *h = st_io_lookup(env, v);
   if (!h) {
     st_throw(env, "ST_NATIVE_ARG", "handle: not a sectunnel I/O handle");
     return NULL;
@@ -295,7 +314,7 @@ st_io *st_io_args(napi_env env, napi_callback_info info, size_t n, napi_value *a
 static st_io *io_args_any(napi_env env, napi_callback_info info, size_t n, napi_value *a) {
   int argc = st_args(env, info, n, a, NULL);
   if (argc < 0) return NULL;
-  st_io *h = (size_t)argc < n ? NULL : io_lookup(env, a[0]);
+  st_io *h = (size_t)argc < n ? NULL : st_io_lookup(env, a[0]);
   if (!h) st_throw(env, "ST_NATIVE_ARG", "handle: not a sectunnel I/O handle");
   return h;
 }

@@ -81,6 +81,11 @@ struct st_io {
   int32_t *meta;
   int ready;
   double stats[ST_STAT_COUNT];
+  /* Set by a reader that holds read data it could not deliver yet (a TAP super-frame with more
+   * segments than ring entries left): the handle then also polls for writable, which a TAP
+   * always is, so the reader runs again as soon as the ring is re-armed. */
+  int rx_pending;
+  int poll_events; /* the uv_poll events asked for while polling */
 };
 
 /* Registers ioStart, ioResume, ioPause, ioClose and ioStats on exports. */
@@ -92,6 +97,8 @@ napi_value st_io_wrap(napi_env env, int kind, int fd, int meta_stride, st_io_rx_
                       void (*free_ext)(void *));
 /* The open handle of `kind` (0: any) behind a JS value; throws and returns NULL otherwise. */
 st_io *st_io_unwrap(napi_env env, napi_value v, int kind);
+/* The handle behind a JS value, open or closed; NULL (nothing thrown) if it is none. */
+st_io *st_io_lookup(napi_env env, napi_value v);
 /* st_args, then st_io_unwrap(a[0], kind). Returns NULL after throwing (or when N-API fails). */
 st_io *st_io_args(napi_env env, napi_callback_info info, size_t n, napi_value *a, const char *usage, int kind);
 

@@ -10,6 +10,13 @@
  *      (`poolExhausted`) until buffers come back, never allocating.
  * Send: writeBatch() = one addon call per batch; a full queue or a down link is
  * a counted drop (`txDropped`), never an exception.
+ *
+ * With `offload: true` (IFF_VNET_HDR + TUNSETOFFLOAD, native-fallback/src/offload.h)
+ * the kernel hands over TCP super-frames of up to 64 KB, which the addon cuts
+ * into ordinary frames in step 1 (many frames per read), and writeBatch() joins
+ * consecutive segments of one TCP flow into super-frames (one write each). JS
+ * sees and writes ordinary frames either way; offloadStats() counts the work
+ * and the super-frames dropped, by reason.
  */
 import { HEADROOM_BYTES, TAILROOM_BYTES } from '../buf/constants.js';
 import type { PacketBuf } from '../buf/packet-buf.js';
@@ -30,7 +37,12 @@ export interface IoAddon {
   ioPause(h: NativeHandle): void;
   ioClose(h: NativeHandle): void;
   ioStats(h: NativeHandle, out: Float64Array): void;
-  tapOpen(name: string, flags: number): { handle: NativeHandle; name: string };
+  tapOpen(name: string, flags: number): { handle: NativeHandle; name: string; offload?: number };
+  tapOffloadStats?(h: NativeHandle, out: Float64Array): void;
+  /** For tests: tap_rx_offload's work on one read (vnet header + frame) without a device; segments or -reason. */
+  offloadSegment?(input: Uint8Array, out: Uint8Array, capBytes: number, lens: Int32Array): number;
+  /** For tests: the writes tapWrite would make with offloads, copied to out at outDesc (offset, length, frames)*; -1 if out is short. */
+  offloadCoalesce?(slab: Uint8Array, desc: Int32Array, count: number, out: Uint8Array, outDesc: Int32Array): number;
   tapSetPersist(h: NativeHandle, on: boolean): void;
   tapSetLink(name: string, mtuBytes: number, up: number): void;
   tapWrite(h: NativeHandle, slab: Uint8Array, desc: Int32Array, count: number): number;
@@ -51,6 +63,11 @@ export function ioAddon(): IoAddon | null {
   return a && typeof a.ioStart === 'function' && typeof a.tapOpen === 'function' ? (a as unknown as IoAddon) : null;
 }
 
+/** True if the addon can open TAPs with offloads (TapOpenOptions.offload). */
+export function tapOffloadSupported(): boolean {
+  return typeof ioAddon()?.tapOffloadStats === 'function';
+}
+
 /** The addon's I/O functions; throws IoError(ST_IO_NO_NATIVE) saying why they are missing. */
 export function requireIoAddon(what: string): IoAddon {
   const a = ioAddon();
@@ -67,13 +84,18 @@ export interface TapOpenOptions {
   mtuBytes?: number;
   /** Bring the link up (true) or down (false) (SIOCSIFFLAGS). */
   up?: boolean;
-  /** IFF_VNET_HDR: every frame carries a virtio_net_hdr in front (passed through, not interpreted yet). */
+  /** IFF_VNET_HDR: every frame carries a virtio_net_hdr in front (passed through, not interpreted). */
   vnetHdr?: boolean;
+  /**
+   * TAP offloads: TCP/UDP super-frames from the kernel are segmented on read, consecutive TCP
+   * segments of a flow are coalesced on write (see the file comment). Frames stay ordinary for JS.
+   */
+  offload?: boolean;
   /** IFF_MULTI_QUEUE: open one queue of a multi-queue device. */
   multiQueue?: boolean;
   /** Pool for received frames and the slab that writes come from (default: a new pool). */
   pool?: PacketPool;
-  /** Frames per read batch, also the number of pool slots the ring holds (default 64). */
+  /** Frames per read batch, also the number of pool slots the ring holds (default 64; 128 with offload). */
   batchFrames?: number;
   /** Where a received frame starts in its slot (default HEADROOM_BYTES). */
   rxOffset?: number;
@@ -83,6 +105,36 @@ const TAP_PERSIST = 1;
 const TAP_NOPERSIST = 2;
 const TAP_VNET_HDR = 4;
 const TAP_MULTI_QUEUE = 8;
+const TAP_OFFLOAD = 16;
+
+/** Offload counters, in the order of tap.c's TAP_GSO_FRAMES…, then drops per reason (offload.h ST_OFF_*). */
+const OFFLOAD_STAT_NAMES = [
+  'gsoFrames',
+  'gsoSegments',
+  'csumCompleted',
+  'groFrames',
+  'groSegments',
+  'dropBadFrame',
+  'dropBadGsoType',
+  'dropBadGsoSize',
+  'dropBadHdrLen',
+  'dropBadCsum',
+  'dropTooBig',
+  'dropNoRoom',
+] as const;
+
+/**
+ * What the offloads did: super-frames read (`gsoFrames`) and the frames cut out of them
+ * (`gsoSegments`), partial checksums completed, super-frames written (`groFrames`) and the
+ * frames joined into them (`groSegments`), and super-frames or frames dropped, by reason:
+ * malformed (`dropBadFrame`, `dropBadGsoType`, `dropBadGsoSize` 0, `dropBadHdrLen` beyond the
+ * frame, `dropBadCsum` offsets beyond the frame), a segment larger than a pool slot
+ * (`dropTooBig`), more segments than free pool buffers in the ring (`dropNoRoom`).
+ */
+export type TapOffloadStats = Record<(typeof OFFLOAD_STAT_NAMES)[number], number>;
+
+/** Reasons a vnet header parse returns (offload.h ST_OFF_*), by number: index = -result of offloadSegment. */
+export const OFFLOAD_DROP_REASONS = ['ok', 'bad_frame', 'bad_gso_type', 'bad_gso_size', 'bad_hdr_len', 'bad_csum', 'too_big', 'no_room'] as const;
 
 /** A TAP device (IFF_TAP | IFF_NO_PI, non-blocking, close-on-exec) read and written in batches. */
 export class TapDevice {
@@ -98,6 +150,10 @@ export class TapDevice {
     readonly pool: PacketPool,
     batchFrames: number,
     rxOffset: number,
+    /** TUN_F_* offloads the kernel accepted (TUNSETOFFLOAD); 0 without `offload`. */
+    readonly offloadFlags: number,
+    /** True if frames carry a vnet header that the addon interprets (the `offload` option). */
+    readonly offload: boolean,
   ) {
     this.io = new NativePort(addon, handle, new RxRing(pool, batchFrames, 1, rxOffset, pool.slotBytes - rxOffset - TAILROOM_BYTES), 2);
   }
@@ -105,13 +161,17 @@ export class TapDevice {
   /** Opens (creates or attaches) a TAP device; throws IoError or the addon's ST_NATIVE_ERRNO error. */
   static open(opts: TapOpenOptions = {}): TapDevice {
     const addon = requireIoAddon('TapDevice.open');
-    const batch = batchOption('TapDevice.open batchFrames', opts.batchFrames, 64);
+    const offload = opts.offload === true;
+    if (offload && typeof addon.tapOffloadStats !== 'function') throw new IoError('ST_IO_NO_NATIVE', 'TapDevice.open offload needs a newer native addon (rebuild it)');
+    const batch = batchOption('TapDevice.open batchFrames', opts.batchFrames, offload ? 128 : 64);
     const flags =
       (opts.persistent === true ? TAP_PERSIST : opts.persistent === false ? TAP_NOPERSIST : 0) |
       (opts.vnetHdr ? TAP_VNET_HDR : 0) |
-      (opts.multiQueue ? TAP_MULTI_QUEUE : 0);
-    const { handle, name } = addon.tapOpen(opts.name ?? '', flags);
-    const dev = new TapDevice(addon, handle, name, opts.pool ?? new PacketPool(), batch, opts.rxOffset ?? HEADROOM_BYTES);
+      (opts.multiQueue ? TAP_MULTI_QUEUE : 0) |
+      (offload ? TAP_OFFLOAD : 0);
+    const opened = addon.tapOpen(opts.name ?? '', flags);
+    const pool = opts.pool ?? new PacketPool();
+    const dev = new TapDevice(addon, opened.handle, opened.name, pool, batch, opts.rxOffset ?? HEADROOM_BYTES, opened.offload ?? 0, offload);
     try {
       if (opts.mtuBytes !== undefined || opts.up !== undefined) dev.setLink({ mtuBytes: opts.mtuBytes, up: opts.up });
     } catch (e) {
@@ -150,7 +210,11 @@ export class TapDevice {
     this.errors = cb;
   }
 
-  /** Writes bufs[0..count) (live octets of each), one frame each; returns how many the kernel took. */
+  /**
+   * Writes bufs[0..count) (live octets of each), one frame each; returns how many the kernel took.
+   * With offload, runs of one TCP flow go as one super-frame, whose first buffer's headers are
+   * rewritten in place (the buffers are the caller's to release either way).
+   */
   writeBatch(bufs: readonly PacketBuf[], count: number): number {
     if (this.io.closed) return 0;
     const m = this.io.describe(bufs, count, null);
@@ -165,6 +229,15 @@ export class TapDevice {
   /** Counters; buffers from another pool's slab count as tx errors. */
   stats(): IoStats {
     return this.io.stats();
+  }
+
+  /** The offload counters (all 0 without `offload`; also after close). */
+  offloadStats(): TapOffloadStats {
+    const s = {} as TapOffloadStats;
+    const raw = new Float64Array(OFFLOAD_STAT_NAMES.length);
+    if (this.offload) this.addon.tapOffloadStats!(this.handle, raw);
+    OFFLOAD_STAT_NAMES.forEach((n, i) => (s[n] = raw[i]!));
+    return s;
   }
 
   /** Stops reading, closes the device (a non-persistent one disappears) and returns ring buffers to the pool. Idempotent. */

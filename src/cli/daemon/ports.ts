@@ -9,12 +9,16 @@
  * A port whose device went away (a VM stopped and libvirt deleted its vnetN)
  * reports it once through onError; the daemon marks it failed and reopens it
  * when the interface is back (housekeeping) or on the next reload.
+ *
+ * TAPs that sectunnel creates use TAP offloads (io/tap.ts `offload`: TCP super-frames
+ * segmented on read, coalesced on write) unless the spec says otherwise or the
+ * environment has SECTUNNEL_TAP_OFFLOAD=0 (for before/after benchmarks).
  */
 import { existsSync } from 'node:fs';
 import type { PacketPool } from '../../buf/pool.js';
 import type { DaemonDomainConfig } from '../../control/config.js';
 import { AttachPort, type GuestPort } from '../../io/attach.js';
-import { TapDevice } from '../../io/tap.js';
+import { TapDevice, tapOffloadSupported } from '../../io/tap.js';
 import { DaemonError } from './errors.js';
 
 export type { GuestPort };
@@ -28,6 +32,16 @@ export interface PortSpec {
   readonly create: boolean;
   /** TAP only: MTU to set, if configured. */
   readonly mtu?: number;
+  /** TAP only: TAP offloads (default: tapOffloadDefault(create)). */
+  readonly offload?: boolean;
+}
+
+/**
+ * Whether a TAP uses offloads when its spec does not say: TAPs sectunnel creates do, unless
+ * SECTUNNEL_TAP_OFFLOAD=0 or the native addon predates them.
+ */
+export function tapOffloadDefault(create: boolean, env: NodeJS.ProcessEnv = process.env): boolean {
+  return create && env.SECTUNNEL_TAP_OFFLOAD !== '0' && tapOffloadSupported();
 }
 
 /** The port spec of a configured domain. */
@@ -103,6 +117,7 @@ export function openPort(spec: PortSpec, pool: PacketPool, path: string): GuestP
       up: true,
       ...(spec.create && { persistent: false }),
       ...(spec.mtu !== undefined && { mtuBytes: spec.mtu }),
+      offload: spec.offload ?? tapOffloadDefault(spec.create),
     });
   } catch (e) {
     if (e instanceof DaemonError) throw e;
