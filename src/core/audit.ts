@@ -93,6 +93,18 @@ export class AuditEvent {
     this.ethOffset = 0;
     return this;
   }
+
+  /** clear(), then the fields every pipeline denial has: reason, labels, domain and the frame at ethOffset. */
+  denial(reason: number, labelFrom: number, labelTo: number, domain: number, frame: Uint8Array, ethOffset: number): this {
+    this.clear();
+    this.reason = reason;
+    this.labelFrom = labelFrom;
+    this.labelTo = labelTo;
+    this.domain = domain;
+    this.frame = frame;
+    this.ethOffset = ethOffset;
+    return this;
+  }
 }
 
 /** Tables that turn ids into names for the record. Any may be absent. */

@@ -38,6 +38,7 @@ import { Ipv6Packet } from '../wire/ipv6.js';
 import { UdpPacket } from '../wire/udp.js';
 import { Actions, DELIVER_TO_LABEL, VERDICT_PENDING } from './actions.js';
 import { AuditEvent } from './audit.js';
+import { SaGroups } from './sa-groups.js';
 import { espOpenBatch } from './esp.js';
 import { FDB_LOCAL, FDB_REMOTE, Learn } from './fdb.js';
 import { MacOwnerCache, NO_LABEL } from './labels.js';
@@ -102,9 +103,7 @@ export class DecapPipeline {
   private learnedLo = 0;
   /** Owner of the last destination MAC of this run. */
   private readonly owners = new MacOwnerCache();
-  private readonly groupBuf: PacketBuf[] = [];
-  private readonly groupIdx: number[] = [];
-  private groupDone: Uint8Array;
+  private readonly groups: SaGroups<InboundRoute>;
   private results: Uint8Array;
   /** Control messages (non-ESP marker) seen in the last run: input indexes, for the control plane. */
   readonly controlFrom: number[] = [];
@@ -119,7 +118,7 @@ export class DecapPipeline {
     this.deliverToLabel = o.deliverToLabel ?? false;
     this.maxBatch = o.maxBatch ?? 256;
     this.reassembler = o.reassembler ?? new Reassembler();
-    this.groupDone = new Uint8Array(this.maxBatch);
+    this.groups = new SaGroups(this.maxBatch);
     this.results = new Uint8Array(this.maxBatch);
   }
 
@@ -301,24 +300,13 @@ export class DecapPipeline {
     const n = this.espCount;
     if (n === 0) return;
     if (this.results.length < n) this.results = new Uint8Array(n);
-    if (this.groupDone.length < n) this.groupDone = new Uint8Array(n);
-    const done = this.groupDone;
-    done.fill(0, 0, n);
     const verdictOf = this.results;
-    for (let k = 0; k < n; k++) {
-      if (done[k] === 1) continue;
-      const route = this.espRoute[k]!;
-      let g = 0;
-      for (let j = k; j < n; j++) {
-        if (done[j] === 0 && this.espRoute[j] === route) {
-          done[j] = 1;
-          this.groupBuf[g] = this.espBuf[j]!;
-          this.groupIdx[g] = j;
-          g++;
-        }
-      }
-      espOpenBatch(route.sa, this.groupBuf, g, this.batch, this.groupResults(g), nowMs);
-      for (let x = 0; x < g; x++) verdictOf[this.groupIdx[x]!] = this.groupRes[x]!;
+    const groups = this.groups;
+    groups.start(n);
+    for (let g = groups.next(this.espRoute, this.espBuf, n); g > 0; g = groups.next(this.espRoute, this.espBuf, n)) {
+      const route = this.espRoute[groups.idx[0]!]!;
+      espOpenBatch(route.sa, groups.bufs, g, this.batch, this.groupResults(g), nowMs);
+      for (let x = 0; x < g; x++) verdictOf[groups.idx[x]!] = this.groupRes[x]!;
     }
     for (let k = 0; k < n; k++) {
       const i = this.espFrom[k]!;
@@ -447,15 +435,9 @@ export class DecapPipeline {
   ): void {
     const a = this.tables.auditor;
     if (a === null) return;
-    const ev = this.audit.clear();
-    ev.reason = reason;
-    ev.labelFrom = from;
-    ev.labelTo = to;
-    ev.domain = domain;
+    const ev = this.audit.denial(reason, from, to, domain, buf.bytes, buf.start);
     ev.peer = route.peerId;
     ev.spi = route.sa.spi;
-    ev.frame = buf.bytes;
-    ev.ethOffset = buf.start;
     ev.vlan = vid;
     ev.greKey = key === null ? -1 : key;
     a.record(nowMs, ev);

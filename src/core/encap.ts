@@ -27,6 +27,7 @@ import { EthernetFrame, EthTag, insertVlanTag } from '../wire/ethernet.js';
 import { emitGreKeyed } from '../wire/gre.js';
 import { Actions } from './actions.js';
 import { AuditEvent } from './audit.js';
+import { SaGroups } from './sa-groups.js';
 import { espSealBatch } from './esp.js';
 import { FDB_LOCAL, FDB_REMOTE, Learn } from './fdb.js';
 import { MacOwnerCache } from './labels.js';
@@ -48,10 +49,7 @@ export class EncapPipeline {
   private readonly pendFrom: number[] = [];
   private readonly pendLabel: number[] = [];
   private pendCount = 0;
-  // Scratch for one SA's group.
-  private readonly groupBuf: PacketBuf[] = [];
-  private readonly groupIdx: number[] = [];
-  private readonly groupDone: Uint8Array;
+  private readonly groups: SaGroups<OutboundSa>;
   private results: Uint8Array;
   /** Inputs that produced at least one send or delivery. */
   private readonly sent: Uint8Array;
@@ -72,7 +70,7 @@ export class EncapPipeline {
   ) {
     this.batch = new AeadBatch(ENCAP_AEAD_BATCH);
     this.results = new Uint8Array(maxBatch * 4);
-    this.groupDone = new Uint8Array(maxBatch * 4);
+    this.groups = new SaGroups(maxBatch * 4);
     this.sent = new Uint8Array(maxBatch);
     this.firstFail = new Int32Array(maxBatch);
   }
@@ -286,23 +284,13 @@ export class EncapPipeline {
     const n = this.pendCount;
     const t = this.tables;
     if (this.results.length < n) this.results = new Uint8Array(n * 2);
-    const done = this.groupDone.length >= n ? this.groupDone : new Uint8Array(n);
-    done.fill(0, 0, n);
-    for (let k = 0; k < n; k++) {
-      if (done[k] === 1) continue;
-      const sa = this.pendSa[k]!;
-      let g = 0;
-      for (let j = k; j < n; j++) {
-        if (done[j] === 0 && this.pendSa[j] === sa) {
-          done[j] = 1;
-          this.groupBuf[g] = this.pendBuf[j]!;
-          this.groupIdx[g] = j;
-          g++;
-        }
-      }
-      espSealBatch(sa, this.groupBuf, g, this.batch, this.results, nowMs, IP_PROTO_GRE);
+    const groups = this.groups;
+    groups.start(n);
+    for (let g = groups.next(this.pendSa, this.pendBuf, n); g > 0; g = groups.next(this.pendSa, this.pendBuf, n)) {
+      const sa = this.pendSa[groups.idx[0]!]!;
+      espSealBatch(sa, groups.bufs, g, this.batch, this.results, nowMs, IP_PROTO_GRE);
       for (let x = 0; x < g; x++) {
-        const j = this.groupIdx[x]!;
+        const j = groups.idx[x]!;
         const from = this.pendFrom[j]!;
         const r = this.results[x]!;
         if (r !== OK) {
@@ -342,13 +330,8 @@ export class EncapPipeline {
   private auditDenial(reason: number, nowMs: number, buf: PacketBuf, domain: number, from: number, to: number): void {
     const a = this.tables.auditor;
     if (a === null) return;
-    const ev = this.audit.clear();
-    ev.reason = reason;
-    ev.domain = domain;
-    ev.labelFrom = from >= 0 ? from : this.tables.domains.labelOf[domain] ?? -1;
-    ev.labelTo = to;
-    ev.frame = buf.bytes;
-    ev.ethOffset = buf.start;
+    const labelFrom = from >= 0 ? from : this.tables.domains.labelOf[domain] ?? -1;
+    const ev = this.audit.denial(reason, labelFrom, to, domain, buf.bytes, buf.start);
     a.record(nowMs, ev);
   }
 }
