@@ -146,7 +146,7 @@ export function espSeal(sa: OutboundSa, buf: PacketBuf, nextHeader: number, nowM
  */
 function seqCheck(sa: InboundSa, lo32: number, hi: number): number {
   if (hi === 0 && lo32 === 0) return Reason.seq_zero;
-  const r = sa.replay.checkHiLo(hi, lo32 >>> 0);
+  const r = sa.replay.checkHiLo(hi, lo32);
   return r === 0 ? ESP_OK : r;
 }
 
@@ -159,8 +159,7 @@ function textBytesOf(buf: PacketBuf): number {
 
 /** Steps 5–7 for an authentic packet: commit, trailer checks, trim to the payload; ESP_OK or a reason. */
 function finishOpen(sa: InboundSa, buf: PacketBuf, hi: number, lo32: number, textBytes: number, nowMs: number): number {
-  const lo = lo32 >>> 0;
-  sa.replay.commitHiLo(hi, lo);
+  sa.replay.commitHiLo(hi, lo32);
   const b = buf.bytes;
   const textOff = buf.start + ESP_PREFIX_BYTES;
   const trailer = textOff + textBytes - ESP_TRAILER_BYTES;
@@ -175,13 +174,13 @@ function finishOpen(sa: InboundSa, buf: PacketBuf, hi: number, lo32: number, tex
   if (nextHeader !== IP_PROTO_GRE && !sa.acceptAnyNextHeader) return Reason.unexpected_next_header;
   buf.start = textOff;
   buf.end = padOff;
-  sa.recordAccept(padOff - textOff, hi, lo, nextHeader, nowMs);
+  sa.recordAccept(padOff - textOff, hi, lo32, nextHeader, nowMs);
   return ESP_OK;
 }
 
 /** The inferred high half (RFC 4303 App. A2.1) for a low half given as an int32. */
 function inferHi(sa: InboundSa, lo32: number): number {
-  return sa.inferSeqHi(lo32 >>> 0);
+  return sa.inferSeqHi(lo32);
 }
 
 /** Counts a drop on the SA and returns its code. */

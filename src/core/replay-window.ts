@@ -105,6 +105,7 @@ export class ReplayWindow {
 
   /** check() for a 64-bit sequence number given as two 32-bit halves (RFC 4303 §3.4.3). */
   checkHiLo(hi: number, lo: number): number {
+    lo >>>= 0; // callers may pass the low half as an int32 (a small integer in V8: no heap number)
     const th = this.topHi;
     const tl = this.topLo;
     if (hi > th || (hi === th && lo > tl)) return 0; // right of the window: new
@@ -121,6 +122,7 @@ export class ReplayWindow {
    * too old is ignored.
    */
   commitHiLo(hi: number, lo: number): void {
+    lo >>>= 0; // callers may pass the low half as an int32 (a small integer in V8: no heap number)
     const th = this.topHi;
     const tl = this.topLo;
     if (hi > th || (hi === th && lo > tl)) {
@@ -153,6 +155,7 @@ export class ReplayWindow {
    * 2^32 − 1, so the guess stays at 0 or 2^32 − 1 there (and the number is then new or too old).
    */
   inferHi(lo: number): number {
+    lo >>>= 0; // callers may pass the low half as an int32 (a small integer in V8: no heap number)
     const th = this.topHi;
     const tl = this.topLo;
     const w = this.windowPackets;

@@ -284,7 +284,7 @@ export class InboundSa extends SaBase {
     this.acceptAnyNextHeader = o.acceptAnyNextHeader ?? false;
   }
 
-  /** High half of the sequence number whose low half arrived: inferred with ESN (RFC 4303 App. A2.1), else 0. */
+  /** High half of the sequence number whose low half (int32 or uint32) arrived: inferred with ESN (RFC 4303 App. A2.1), else 0. */
   inferSeqHi(seqLo: number): number {
     return this.esn ? this.replay.inferHi(seqLo) : 0;
   }
@@ -294,13 +294,13 @@ export class InboundSa extends SaBase {
     return this.lastSeqHi * 4294967296 + this.lastSeqLo;
   }
 
-  /** Counts an accepted packet of `payloadBytes` with sequence number hi/lo. */
+  /** Counts an accepted packet of `payloadBytes` with sequence number hi/lo (lo as int32 or uint32). */
   recordAccept(payloadBytes: number, seqHi: number, seqLo: number, nextHeader: number, nowMs: number): void {
     this.packets++;
     this.bytes += payloadBytes;
     this.lastPacketMs = nowMs;
     this.lastSeqHi = seqHi;
-    this.lastSeqLo = seqLo;
+    this.lastSeqLo = seqLo >>> 0;
     this.lastNextHeader = nextHeader;
   }
 }
