@@ -13,7 +13,25 @@
  *   the kernel accepted. A full socket buffer drops the rest of the chunk
  *   (counted); an error on one datagram counts it and goes on with the next.
  *
- * JS functions: udpOpen, udpSetPeer, udpClearPeer, udpSend (and io* of io.c).
+ * Offloads (udpOpen's `offload` bits; Linux >= 4.18 / 5.0):
+ *   - GSO send (UDP_SEGMENT): a run of consecutive datagrams to the same peer of
+ *     equal length (the last may be shorter), at most 64 and 64 KB, goes out as one
+ *     message whose iovecs point at each datagram (no copy); the kernel cuts it
+ *     back into those datagrams. A run the kernel refuses is sent plainly; a refusal
+ *     before any GSO send succeeded (EIO, ENOPROTOOPT, ...) turns GSO off for good,
+ *     EINVAL/EMSGSIZE (a segment above the path MTU) lowers the largest segment
+ *     size tried.
+ *   - GRO receive (UDP_GRO): recvmmsg into a private 64 KB buffer per message;
+ *     a datagram with a UDP_GRO cmsg (gso_size) is split into gso_size pieces,
+ *     each copied into its own ring entry (slot + the ring's offset, so the
+ *     headroom stays), each with its own meta row. Pieces that find no ring entry
+ *     wait in the buffer and go first into the next batch (nothing is dropped);
+ *     an unreferenced uv timer runs the reader again for them (via the poll
+ *     handle's callback) as soon as the ring has room, whether or not more
+ *     datagrams arrive.
+ *   udpOffloadStats(handle, out: Float64Array(UDP_OSTAT_COUNT)) reads their counters.
+ *
+ * JS functions: udpOpen, udpSetPeer, udpClearPeer, udpSend, udpOffloadStats (and io* of io.c).
  */
 #define _GNU_SOURCE /* recvmmsg, sendmmsg */
 #include "io.h"
@@ -21,6 +39,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h> /* UDP_SEGMENT, UDP_GRO */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -29,6 +48,35 @@
 #define UDP_META_STRIDE 12
 #define UDP_BATCH 64          /* datagrams per recvmmsg/sendmmsg call */
 #define UDP_MAX_PEERS 65536   /* peer indices 0..65535 */
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#define UDP_GSO_MAX_SEGS 64    /* the kernel's UDP_MAX_SEGMENTS (64 before Linux 6.12, 128 since) */
+#define UDP_SEND_IOVS 512      /* iovecs per sendmmsg chunk */
+#define UDP_GRO_BATCH 16       /* messages per recvmmsg call with GRO */
+#define UDP_GRO_BUF_BYTES 65536 /* receive buffer per message with GRO: any UDP datagram fits */
+
+enum { UDP_OFFLOAD_GSO = 1, UDP_OFFLOAD_GRO = 2 };
+
+/* Offload counter slots reported by udpOffloadStats (same order as OFFLOAD_STAT_NAMES in src/io/udp.ts). */
+enum {
+  UO_GSO,          /* 1 while GSO is used */
+  UO_GRO,          /* 1 while GRO is on */
+  UO_GSO_SENDS,    /* messages sent with UDP_SEGMENT */
+  UO_GSO_SEGMENTS, /* datagrams they carried */
+  UO_GSO_FALLBACKS, /* runs the kernel refused, sent plainly */
+  UO_GSO_ERRNO,    /* errno of the latest refusal (the one that turned GSO off, if it is off) */
+  UO_GRO_DATAGRAMS, /* received datagrams that carried a UDP_GRO cmsg */
+  UO_GRO_SEGMENTS, /* the pieces they were split into */
+  UO_GRO_CARRIED,  /* times pieces waited for the next call because the ring was full */
+  UO_COUNT
+};
 
 typedef struct {
   union {
@@ -48,13 +96,29 @@ typedef struct {
   int peer_cap;   /* entries allocated */
   int32_t *index; /* open-addressing hash of (family, address, port) -> peer index, -1 empty */
   uint32_t index_mask;
+  int gso;          /* 1: runs go out with UDP_SEGMENT */
+  int gso_ok;       /* a UDP_SEGMENT send has succeeded */
+  int gso_max_seg;  /* runs of segments larger than this go plainly (lowered by EINVAL refusals) */
+  int gso_max_total; /* most payload octets per GSO message */
+  uint8_t *gro_buf; /* UDP_GRO_BATCH * UDP_GRO_BUF_BYTES, NULL without GRO */
+  /* Received messages in gro_buf not yet (all) delivered: message carry_msg from piece carry_piece
+   * on, up to carry_count; their length, piece size and source. */
+  int carry_count, carry_msg, carry_piece;
+  unsigned carry_len[UDP_GRO_BATCH], carry_seg[UDP_GRO_BATCH];
+  struct sockaddr_storage carry_from[UDP_GRO_BATCH];
+  uv_timer_t *carry_timer; /* wakes the reader for a carry (udp_carry_wake) */
+  double ostats[UO_COUNT];
 } udp_state;
+
+static void udp_timer_free(uv_handle_t *t) { free(t); }
 
 static void udp_free(void *p) {
   udp_state *u = (udp_state *)p;
   if (!u) return;
+  if (u->carry_timer) uv_close((uv_handle_t *)u->carry_timer, udp_timer_free); /* stops it; freed by libuv's callback */
   free(u->peers);
   free(u->index);
+  free(u->gro_buf);
   free(u);
 }
 
@@ -165,12 +229,141 @@ static int udp_rx(st_io *h, int ready) {
   return n;
 }
 
-/* udpOpen(family 4|6, address, port, rcvbufBytes, sndbufBytes, reuseAddr)
+/* The UDP_GRO segment size of a received message, 0 if it carries none. */
+static int udp_gro_size(struct msghdr *m) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int v;
+      memcpy(&v, CMSG_DATA(c), sizeof v);
+      return v;
+    }
+  }
+  return 0;
+}
+
+/* Copies the pieces of the received messages, from piece `piece` of message `msg` on, into ring
+ * entries n..ready-1; what does not fit stays for the next call (u->carry_*). Returns the new n. */
+static int udp_gro_deliver(st_io *h, udp_state *u, int n, int ready) {
+  while (u->carry_msg < u->carry_count) {
+    int j = u->carry_msg;
+    unsigned len = u->carry_len[j], seg = u->carry_seg[j];
+    int pieces = seg == 0 ? 1 : (int)((len + seg - 1) / seg);
+    const uint8_t *src = u->gro_buf + (size_t)j * UDP_GRO_BUF_BYTES;
+    for (int p = u->carry_piece; p < pieces; p++) {
+      struct iovec slot;
+      if (n >= ready || !st_io_ring_iov(h, n, &slot)) {
+        u->carry_piece = p;
+        return n;
+      }
+      unsigned plen = len - (unsigned)p * seg < seg ? len - (unsigned)p * seg : seg;
+      int32_t *row = h->meta + (size_t)n * UDP_META_STRIDE;
+      udp_fill_meta(u, row, &u->carry_from[j], plen, 0);
+      if (plen > slot.iov_len) { /* larger than a slot: flagged, its slot stays in the ring */
+        row[3] = 1;
+        h->stats[ST_RX_TRUNCATED]++;
+      } else {
+        memcpy(slot.iov_base, src + (size_t)p * seg, plen);
+        h->stats[ST_RX_PACKETS]++;
+        h->stats[ST_RX_BYTES] += plen;
+      }
+      n++;
+    }
+    u->carry_msg++;
+    u->carry_piece = 0;
+  }
+  u->carry_msg = u->carry_count = 0;
+  return n;
+}
+
+static void udp_carry_timer_cb(uv_timer_t *t);
+
+/* Pieces left over when the ring was full must not wait for the next datagram: a timer runs the
+ * handle's readable callback (io.c) again as soon as its ring has room. */
+static void udp_carry_wake(st_io *h, udp_state *u) {
+  if (!u->carry_timer || u->carry_msg >= u->carry_count) return;
+  u->carry_timer->data = h;
+  uv_timer_start(u->carry_timer, udp_carry_timer_cb, h->polling && h->ready > 0 ? 0 : 1, 0);
+}
+
+static void udp_carry_timer_cb(uv_timer_t *t) {
+  st_io *h = (st_io *)t->data;
+  udp_state *u = (udp_state *)h->ext;
+  if (h->closed || u->carry_msg >= u->carry_count) return;
+  if (h->polling && h->ready > 0) h->poll.poll_cb(&h->poll, 0, UV_READABLE);
+  if (!h->closed) udp_carry_wake(h, u);
+}
+
+/* The reader with UDP_GRO: recvmmsg into gro_buf, then every datagram, or each gso_size piece
+ * of a coalesced one, copied into its own ring entry with its own meta row. Pieces that find
+ * no ring entry are delivered first on the next call. */
+static int udp_rx_gro(st_io *h, int ready) {
+  udp_state *u = (udp_state *)h->ext;
+  struct mmsghdr msgs[UDP_GRO_BATCH];
+  struct iovec iov[UDP_GRO_BATCH];
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl[UDP_GRO_BATCH];
+  int n = udp_gro_deliver(h, u, 0, ready);
+  while (n < ready && u->carry_count == 0) {
+    int want = ready - n < UDP_GRO_BATCH ? ready - n : UDP_GRO_BATCH;
+    for (int j = 0; j < want; j++) {
+      iov[j].iov_base = u->gro_buf + (size_t)j * UDP_GRO_BUF_BYTES;
+      iov[j].iov_len = UDP_GRO_BUF_BYTES;
+      st_mmsg_set(&msgs[j], &iov[j], &u->carry_from[j], sizeof u->carry_from[j]);
+      msgs[j].msg_hdr.msg_control = ctl[j].buf;
+      msgs[j].msg_hdr.msg_controllen = sizeof ctl[j].buf;
+    }
+    int k = recvmmsg(h->fd, msgs, (unsigned)want, MSG_DONTWAIT, NULL);
+    if (k < 0) {
+      int e = errno;
+      if (e == EINTR) continue;
+      if (e == EAGAIN || e == EWOULDBLOCK) break;
+      if (e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH || e == ENOMEM || e == ENOBUFS) {
+        st_io_count(h, ST_RX_ERRORS, e);
+        break;
+      }
+      return n ? n : -e;
+    }
+    int c = 0;
+    for (int j = 0; j < k; j++) {
+      unsigned len = msgs[j].msg_len;
+      if (msgs[j].msg_hdr.msg_flags & MSG_TRUNC) { /* cannot happen with 64 KB buffers; counted if it does */
+        h->stats[ST_RX_TRUNCATED]++;
+        continue;
+      }
+      int gso = udp_gro_size(&msgs[j].msg_hdr);
+      unsigned seg = gso > 0 && (unsigned)gso < len ? (unsigned)gso : len;
+      if (gso > 0) {
+        u->ostats[UO_GRO_DATAGRAMS]++;
+        u->ostats[UO_GRO_SEGMENTS] += seg == 0 ? 1 : (len + seg - 1) / seg;
+      }
+      if (c != j) { /* pack after a skipped message */
+        memmove(u->gro_buf + (size_t)c * UDP_GRO_BUF_BYTES, iov[j].iov_base, len);
+        u->carry_from[c] = u->carry_from[j];
+      }
+      u->carry_len[c] = len;
+      u->carry_seg[c] = seg;
+      c++;
+    }
+    u->carry_count = c;
+    u->carry_msg = u->carry_piece = 0;
+    n = udp_gro_deliver(h, u, n, ready);
+    if (k < want) break;
+  }
+  if (u->carry_msg < u->carry_count) u->ostats[UO_GRO_CARRIED]++;
+  udp_carry_wake(h, u);
+  return n;
+}
+
+/* udpOpen(family 4|6, address, port, rcvbufBytes, sndbufBytes, reuseAddr[, offload bits: 1 GSO, 2 GRO])
  *   -> { handle, family, address, port } (the bound address; port 0 picks one). IPv6 sockets are IPv6-only. */
 static napi_value js_udp_open(napi_env env, napi_callback_info info) {
-  napi_value a[6];
-  if (st_args(env, info, 6, a, "udpOpen(family, address, port, rcvbufBytes, sndbufBytes, reuseAddr)") < 0) return NULL;
-  int32_t family, port, rcvbuf, sndbuf;
+  napi_value a[7];
+  int argc = st_args(env, info, 7, a, NULL);
+  if (argc < 0) return NULL;
+  if (argc < 6) return st_throw(env, "ST_NATIVE_ARG", "udpOpen(family, address, port, rcvbufBytes, sndbufBytes, reuseAddr[, offload])");
+  int32_t family, port, rcvbuf, sndbuf, offload = 0;
   bool reuse;
   char address[INET6_ADDRSTRLEN + 1];
   size_t alen;
@@ -183,6 +376,7 @@ static napi_value js_udp_open(napi_env env, napi_callback_info info) {
   if (!st_get_int(env, a[3], "rcvbufBytes must be an integer", &rcvbuf)) return NULL;
   if (!st_get_int(env, a[4], "sndbufBytes must be an integer", &sndbuf)) return NULL;
   if (napi_get_value_bool(env, a[5], &reuse) != napi_ok) return st_throw(env, "ST_NATIVE_ARG", "reuseAddr must be a boolean");
+  if (argc > 6 && !st_get_int(env, a[6], "offload must be an integer (1: GSO, 2: GRO)", &offload)) return NULL;
 
   union {
     struct sockaddr sa;
@@ -246,7 +440,32 @@ static napi_value js_udp_open(napi_env env, napi_callback_info info) {
     return st_throw_errno(env, "calloc", ENOMEM);
   }
   u->family = family;
-  napi_value handle = st_io_wrap(env, ST_KIND_UDP, fd, UDP_META_STRIDE, udp_rx, u, udp_free);
+  u->gso_max_seg = 65535;
+  u->gso_max_total = family == 4 ? 65535 - 20 - 8 : 65535 - 8; /* IP and UDP length fields */
+  /* UDP_SEGMENT 0 on the socket is a no-op where GSO exists (ENOPROTOOPT before Linux 4.18). */
+  int zero = 0;
+  if ((offload & UDP_OFFLOAD_GSO) && setsockopt(fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0) u->gso = 1;
+  else if (offload & UDP_OFFLOAD_GSO) u->ostats[UO_GSO_ERRNO] = errno;
+  uv_loop_t *loop;
+  if ((offload & UDP_OFFLOAD_GRO) && napi_get_uv_event_loop(env, &loop) == napi_ok) {
+    u->gro_buf = (uint8_t *)malloc((size_t)UDP_GRO_BATCH * UDP_GRO_BUF_BYTES);
+    u->carry_timer = (uv_timer_t *)malloc(sizeof *u->carry_timer);
+    int timer_ok = u->carry_timer && uv_timer_init(loop, u->carry_timer) == 0;
+    if (!u->gro_buf || !timer_ok || setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) != 0) {
+      free(u->gro_buf);
+      u->gro_buf = NULL;
+      if (timer_ok)
+        uv_close((uv_handle_t *)u->carry_timer, udp_timer_free);
+      else
+        free(u->carry_timer);
+      u->carry_timer = NULL;
+    } else {
+      uv_unref((uv_handle_t *)u->carry_timer); /* never keeps the process alive */
+    }
+  }
+  u->ostats[UO_GSO] = u->gso;
+  u->ostats[UO_GRO] = u->gro_buf != NULL;
+  napi_value handle = st_io_wrap(env, ST_KIND_UDP, fd, UDP_META_STRIDE, u->gro_buf ? udp_rx_gro : udp_rx, u, udp_free);
   if (!handle) return NULL;
   napi_value out, v;
   CHECK(napi_create_object(env, &out));
@@ -322,6 +541,62 @@ static napi_value js_udp_clear_peer(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The kernel refused GSO message k (error e): note why, and send its datagrams plainly. */
+static void udp_gso_refused(st_io *h, udp_state *u, const struct msghdr *m, int e, int *sent) {
+  u->ostats[UO_GSO_FALLBACKS]++;
+  u->ostats[UO_GSO_ERRNO] = e;
+  int seg = (int)m->msg_iov[0].iov_len;
+  if (e == EINVAL || e == EMSGSIZE) {
+    /* A segment above the path MTU (or a limit of this kernel): try only smaller ones. */
+    u->gso_max_seg = seg - 1;
+    if (u->gso_max_seg < 64) u->gso = 0;
+  } else if (!u->gso_ok) {
+    u->gso = 0; /* refused at first use (EIO: no checksum offload on the route, ...): off for good */
+  }
+  u->ostats[UO_GSO] = u->gso;
+  struct mmsghdr one[UDP_GSO_MAX_SEGS];
+  int c = (int)m->msg_iovlen;
+  for (int j = 0; j < c; j++) st_mmsg_set(&one[j], &m->msg_iov[j], m->msg_name, m->msg_namelen);
+  st_io_send_chunk(h, one, m->msg_iov, c, NULL, sent);
+}
+
+/* Sends msgs[0..m) (message j carries segs[j] datagrams over its iovecs, with UDP_SEGMENT when
+ * segs[j] > 1), counting datagrams. As st_io_send_chunk otherwise; a refused GSO message goes plainly. */
+static void udp_send_chunk(st_io *h, udp_state *u, struct mmsghdr *msgs, const int *segs, int m, int *sent) {
+  int k = 0;
+  while (k < m) {
+    int r = sendmmsg(h->fd, msgs + k, (unsigned)(m - k), MSG_DONTWAIT);
+    if (r > 0) {
+      for (int j = k; j < k + r; j++) {
+        const struct msghdr *mh = &msgs[j].msg_hdr;
+        for (size_t v = 0; v < mh->msg_iovlen; v++) h->stats[ST_TX_BYTES] += (double)mh->msg_iov[v].iov_len;
+        h->stats[ST_TX_PACKETS] += segs[j];
+        *sent += segs[j];
+        if (segs[j] > 1) {
+          u->gso_ok = 1;
+          u->ostats[UO_GSO_SENDS]++;
+          u->ostats[UO_GSO_SEGMENTS] += segs[j];
+        }
+      }
+      k += r;
+      continue;
+    }
+    int e = r < 0 ? errno : EIO;
+    if (e == EINTR) continue;
+    h->stats[ST_LAST_ERRNO] = e;
+    if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
+      for (int j = k; j < m; j++) h->stats[ST_TX_DROPPED] += segs[j]; /* socket buffer full: the rest of this chunk */
+      return;
+    }
+    if (segs[k] > 1 && (e == EIO || e == EINVAL || e == EMSGSIZE || e == ENOPROTOOPT || e == EOPNOTSUPP)) {
+      udp_gso_refused(h, u, &msgs[k].msg_hdr, e, sent);
+    } else {
+      h->stats[ST_TX_ERRORS] += segs[k]; /* this message fails (EMSGSIZE, unreachable, ...): skip it */
+    }
+    k++;
+  }
+}
+
 /* udpSend(handle, slab: Uint8Array, desc: Int32Array (offset, length, peer)*, count) -> datagrams sent. */
 static napi_value js_udp_send(napi_env env, napi_callback_info info) {
   napi_value a[4];
@@ -332,31 +607,86 @@ static napi_value js_udp_send(napi_env env, napi_callback_info info) {
   if (!st_get_tx_batch(env, a + 1, 3, &b)) return NULL;
 
   struct mmsghdr msgs[UDP_BATCH];
-  struct iovec iov[UDP_BATCH];
+  struct iovec iov[UDP_SEND_IOVS];
+  int segs[UDP_BATCH];
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } ctl[UDP_BATCH];
   int sent = 0, i = 0;
+  const int32_t *d = b.desc;
+#define DESC_OK(x)                                                                                          \
+  (d[3 * (x)] >= 0 && d[3 * (x) + 1] >= 0 && (size_t)d[3 * (x)] + (size_t)d[3 * (x) + 1] <= b.slab_len && \
+   d[3 * (x) + 2] >= 0 && d[3 * (x) + 2] < u->peer_cap && u->peers[d[3 * (x) + 2]].addr_len)
   while (i < b.count) {
-    int m = 0;
-    for (; m < UDP_BATCH && i < b.count; i++) {
-      int32_t off = b.desc[3 * i], len = b.desc[3 * i + 1], peer = b.desc[3 * i + 2];
-      if (off < 0 || len < 0 || (size_t)off + (size_t)len > b.slab_len || peer < 0 || peer >= u->peer_cap ||
-          !u->peers[peer].addr_len) {
+    int m = 0, v = 0;
+    while (m < UDP_BATCH && i < b.count && v < UDP_SEND_IOVS) {
+      if (!DESC_OK(i)) {
         st_io_count(h, ST_TX_ERRORS, EINVAL);
+        i++;
         continue;
       }
-      iov[m].iov_base = b.slab + off;
-      iov[m].iov_len = (size_t)len;
-      st_mmsg_set(&msgs[m], &iov[m], &u->peers[peer].addr.sa, u->peers[peer].addr_len);
-      m++;
+      int32_t len = d[3 * i + 1], peer = d[3 * i + 2];
+      int first = v, c = 1, total = len;
+      iov[v].iov_base = b.slab + d[3 * i];
+      iov[v++].iov_len = (size_t)len;
+      i++;
+      /* The run: same peer, same length (the last may be shorter), within the kernel's limits. */
+      if (u->gso && len > 0 && len <= u->gso_max_seg) {
+        while (i < b.count && c < UDP_GSO_MAX_SEGS && v < UDP_SEND_IOVS && d[3 * i + 2] == peer && DESC_OK(i)) {
+          int32_t l = d[3 * i + 1];
+          if (l > len || l == 0 || total + l > u->gso_max_total) break;
+          iov[v].iov_base = b.slab + d[3 * i];
+          iov[v++].iov_len = (size_t)l;
+          total += l;
+          c++;
+          i++;
+          if (l < len) break;
+        }
+      }
+      st_mmsg_set(&msgs[m], &iov[first], &u->peers[peer].addr.sa, u->peers[peer].addr_len);
+      msgs[m].msg_hdr.msg_iovlen = (size_t)c;
+      if (c > 1) {
+        struct msghdr *mh = &msgs[m].msg_hdr;
+        mh->msg_control = ctl[m].buf;
+        mh->msg_controllen = sizeof ctl[m].buf;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(mh);
+        cm->cmsg_level = SOL_UDP;
+        cm->cmsg_type = UDP_SEGMENT;
+        cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t gso_size = (uint16_t)len;
+        memcpy(CMSG_DATA(cm), &gso_size, sizeof gso_size);
+      }
+      segs[m++] = c;
     }
-    st_io_send_chunk(h, msgs, iov, m, NULL, &sent); /* a datagram that fails (EMSGSIZE, unreachable, ...) is skipped */
+    udp_send_chunk(h, u, msgs, segs, m, &sent);
   }
+#undef DESC_OK
   return st_int32(env, sent);
+}
+
+/* udpOffloadStats(handle, out: Float64Array(UO_COUNT)): copies the offload counters. */
+static napi_value js_udp_offload_stats(napi_env env, napi_callback_info info) {
+  napi_value a[2];
+  st_io *h = st_io_args(env, info, 2, a, "udpOffloadStats(handle, out)", ST_KIND_UDP);
+  if (!h) return NULL;
+  udp_state *u = (udp_state *)h->ext;
+  napi_typedarray_type t;
+  size_t n;
+  void *out;
+  bool is;
+  if (napi_is_typedarray(env, a[1], &is) != napi_ok || !is ||
+      napi_get_typedarray_info(env, a[1], &t, &n, &out, NULL, NULL) != napi_ok || t != napi_float64_array || n < UO_COUNT)
+    return st_throw(env, "ST_NATIVE_ARG", "out must be a Float64Array of at least 9 entries");
+  memcpy(out, u->ostats, sizeof(double) * UO_COUNT);
+  return NULL;
 }
 
 napi_status st_udp_init(napi_env env, napi_value exports) {
   napi_property_descriptor fns[] = {
       ST_FN("udpOpen", js_udp_open), ST_FN("udpSetPeer", js_udp_set_peer),
       ST_FN("udpClearPeer", js_udp_clear_peer), ST_FN("udpSend", js_udp_send),
+      ST_FN("udpOffloadStats", js_udp_offload_stats),
   };
   return ST_DEFINE(env, exports, fns);
 }

@@ -9,6 +9,7 @@
  *      with a meta row (length, family, port, peer index, address octets),
  *   2. the batch is delivered when it is full or on the next setImmediate.
  * Send: one dgram send per datagram, of a copy (the caller may reuse its buffer at once).
+ * No offloads (the `offload` option is ignored; offloadStats() is all zero).
  */
 import dgram from 'node:dgram';
 import type { PacketBuf } from '../buf/packet-buf.js';
@@ -18,10 +19,12 @@ import {
   CopyRxBatch,
   UDP_META_STRIDE,
   checkPeer,
+  emptyOffloadStats,
   formatIp,
   parseIp,
   resolveUdpOptions,
   type UdpBindOptions,
+  type UdpOffloadStats,
   type UdpPacketsCallback,
   type UdpTransport,
 } from './udp.js';
@@ -132,6 +135,11 @@ export class DgramUdpTransport implements UdpTransport {
 
   stats(): IoStats {
     return { ...this.counters };
+  }
+
+  /** node:dgram has no GSO or GRO: all zero. */
+  offloadStats(): UdpOffloadStats {
+    return emptyOffloadStats();
   }
 
   close(): void {

@@ -11,6 +11,15 @@
  *   4. ring refill from the pool; an empty pool stops the reader (`poolExhausted`).
  * Send: sendBatch(bufs, peers, count) = one addon call; each datagram names a
  * peer index registered with setPeer, so no address crosses per packet.
+ *
+ * Offloads of the native transport (on unless `offload: false` or the environment
+ * has SECTUNNEL_UDP_OFFLOAD=0; `gso` or `gro` there keeps only that one):
+ *   - GSO: a run of datagrams to one peer of equal length (the last may be shorter)
+ *     leaves as one sendmsg with UDP_SEGMENT, the kernel cutting it back apart;
+ *   - GRO: the kernel may hand over several datagrams of one flow as one; the addon
+ *     splits them into ring slots again, so receivers still see single datagrams
+ *     (pieces that do not fit the ring go first into the next batch).
+ * `offloadStats()` tells whether each is in use and counts what they did.
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { HEADROOM_BYTES } from '../buf/constants.js';
@@ -198,6 +207,75 @@ export interface UdpBindOptions {
   sndbufBytes?: number;
   /** 'native' (recvmmsg/sendmmsg), 'dgram' (node:dgram), or absent: native when the addon is loaded. */
   impl?: 'native' | 'dgram';
+  /**
+   * UDP GSO on send and GRO on receive (native only; default: on, unless the environment
+   * variable SECTUNNEL_UDP_OFFLOAD is `0`, or `gso` / `gro` for only that one).
+   */
+  offload?: boolean | { gso: boolean; gro: boolean };
+}
+
+/** What the UDP offloads do (all 0 for the dgram transport). */
+export interface UdpOffloadStats {
+  /** 1 while GSO sends are used (0: not asked for, not supported, or turned off after a refusal). */
+  gso: number;
+  /** 1 while the socket receives coalesced (GRO) datagrams. */
+  gro: number;
+  /** Messages sent with UDP_SEGMENT, and the datagrams they carried. */
+  gsoSends: number;
+  gsoSegments: number;
+  /** Runs the kernel refused, sent again datagram by datagram. */
+  gsoFallbacks: number;
+  /** errno of the latest refusal (of the one that turned GSO off, when it is off). */
+  gsoErrno: number;
+  /** Coalesced datagrams received, and the datagrams they were split into. */
+  groDatagrams: number;
+  groSegments: number;
+  /** Batches that ended with pieces of a coalesced datagram left over (full ring): they go first into the next. */
+  groCarried: number;
+}
+
+/** Counter names, in the order of udp.c's udpOffloadStats slots (UO_GSO…). */
+const OFFLOAD_STAT_NAMES = [
+  'gso',
+  'gro',
+  'gsoSends',
+  'gsoSegments',
+  'gsoFallbacks',
+  'gsoErrno',
+  'groDatagrams',
+  'groSegments',
+  'groCarried',
+] as const satisfies readonly (keyof UdpOffloadStats)[];
+
+/** All-zero offload counters. */
+export function emptyOffloadStats(): UdpOffloadStats {
+  const s = {} as UdpOffloadStats;
+  for (const n of OFFLOAD_STAT_NAMES) s[n] = 0;
+  return s;
+}
+
+/** The offloads asked for: the option, else SECTUNNEL_UDP_OFFLOAD (`0` off, `gso`/`gro` one of them, else both). */
+export function offloadOption(o: UdpBindOptions['offload'], env: string | undefined = process.env.SECTUNNEL_UDP_OFFLOAD): { gso: boolean; gro: boolean } {
+  if (typeof o === 'boolean') return { gso: o, gro: o };
+  if (o !== undefined) return { gso: o.gso, gro: o.gro };
+  const v = (env ?? '').trim().toLowerCase();
+  if (v === '0' || v === 'off' || v === 'false' || v === 'no') return { gso: false, gro: false };
+  if (v === 'gso' || v === 'gro') return { gso: v === 'gso', gro: v === 'gro' };
+  return { gso: true, gro: true };
+}
+
+/** The addon functions of udp.c beyond the IoAddon declaration in tap.ts. */
+interface UdpAddon {
+  udpOpen(
+    family: 4 | 6,
+    address: string,
+    port: number,
+    rcvbufBytes: number,
+    sndbufBytes: number,
+    reuseAddr: boolean,
+    offload: number,
+  ): { handle: NativeHandle; family: 4 | 6; address: string; port: number };
+  udpOffloadStats?(h: NativeHandle, out: Float64Array): void;
 }
 
 /** A bound UDP socket moving batches of PacketBufs. Native and dgram implementations behave the same. */
@@ -222,6 +300,8 @@ export interface UdpTransport {
   refill(): void;
   /** Counters (poolExhausted: native = reader stalls, dgram = datagrams dropped for lack of a buffer). */
   stats(): IoStats;
+  /** What GSO and GRO do on this socket. */
+  offloadStats(): UdpOffloadStats;
   /** Closes the socket and returns ring buffers to the pool. Idempotent. */
   close(): void;
 }
@@ -236,6 +316,7 @@ export interface ResolvedUdpOptions {
   rxOffset: number;
   rcvbufBytes: number;
   sndbufBytes: number;
+  offload: { gso: boolean; gro: boolean };
 }
 
 /** Validates bind options and fills in defaults; throws IoError(ST_IO_OPTION). */
@@ -256,6 +337,7 @@ export function resolveUdpOptions(opts: UdpBindOptions): ResolvedUdpOptions {
     rxOffset: opts.rxOffset ?? HEADROOM_BYTES,
     rcvbufBytes: opts.rcvbufBytes ?? 4 << 20,
     sndbufBytes: opts.sndbufBytes ?? 4 << 20,
+    offload: offloadOption(opts.offload),
   };
 }
 
@@ -308,7 +390,8 @@ export class NativeUdpTransport implements UdpTransport {
   static async bind(opts: UdpBindOptions = {}): Promise<NativeUdpTransport> {
     const addon = requireIoAddon('NativeUdpTransport.bind');
     const o = resolveUdpOptions(opts);
-    const s = addon.udpOpen(o.family, o.address, o.port, o.rcvbufBytes, o.sndbufBytes, true);
+    const bits = (o.offload.gso ? 1 : 0) | (o.offload.gro ? 2 : 0);
+    const s = (addon as unknown as UdpAddon).udpOpen(o.family, o.address, o.port, o.rcvbufBytes, o.sndbufBytes, true, bits);
     return new NativeUdpTransport(addon, s.handle, s.family, s.address, s.port, o);
   }
 
@@ -346,6 +429,16 @@ export class NativeUdpTransport implements UdpTransport {
 
   stats(): IoStats {
     return this.io.stats();
+  }
+
+  offloadStats(): UdpOffloadStats {
+    const read = (this.addon as unknown as UdpAddon).udpOffloadStats;
+    const s = emptyOffloadStats();
+    if (read === undefined || this.io.closed) return s;
+    const raw = new Float64Array(OFFLOAD_STAT_NAMES.length);
+    read(this.handle, raw);
+    OFFLOAD_STAT_NAMES.forEach((n, i) => (s[n] = raw[i]!));
+    return s;
   }
 
   close(): void {
