@@ -26,7 +26,10 @@ frames between them and the peer hosts as Ethernet-in-GRE-in-ESP, delivering
 only to guests of the frame's label. Logs are JSON lines on stderr (config
 log.level); audit records of denied frames go to audit.path (default stdout).
 
-  --config FILE           the host's config, JSON or YAML (docs/config.md)
+  --config FILE           the host's config, JSON or YAML (docs/config.md), or a libvirt
+                          network definition FILE.xml (docs/libvirt.md: this host found
+                          by its address, its key HOST.key next to it, guests attached
+                          at run time)
   --insecure-static-keys  use the static SA keys of peers[].staticSas: for tests and
                           debugging only (fixed keys, no forward secrecy, whoever
                           reads the config can read and forge the traffic); a config

@@ -8,7 +8,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadDaemonConfig } from '../control/config.js';
+import { loadHostConfig } from '../control/libvirt-host.js';
 import { callControl, ControlClientError } from '../control/status-client.js';
 import type { StatusReport } from '../control/status-report.js';
 import { DISCARD_REASONS, DROP_REASONS } from '../core/reasons.js';
@@ -26,7 +26,7 @@ drop counters by reason (non-zero only), the packet pool and the largest guest
 MTU that avoids fragmenting the underlay.
 
   --socket PATH   the daemon's control socket (config control.socket)
-  --config FILE   read the socket path from the daemon's config file
+  --config FILE   read the socket path from the daemon's config file (or its network XML)
   --json          print the report as JSON, as the daemon sent it
   --timeout MS    how long to wait for the reply (default 5000)
   -h, --help      this text
@@ -91,7 +91,7 @@ export async function runStatus(argv: string[], out: StatusOutput = process.stdo
 
 /** The daemon's control socket: --socket, else the config's control.socket, else the one in /run/sectunnel. */
 export async function controlSocket(values: { socket?: string | undefined; config?: string | undefined }): Promise<string> {
-  return values.socket ?? (values.config !== undefined ? (await loadDaemonConfig(values.config)).control.socket : await findSocket());
+  return values.socket ?? (values.config !== undefined ? (await loadHostConfig(values.config)).cfg.control.socket : await findSocket());
 }
 
 /** The one socket in /run/sectunnel, or a CliError telling the operator to name it. */
@@ -271,6 +271,10 @@ export function formatStatus(r: Partial<StatusReport>): string {
       'DOMAINS',
       rows.length === 0 ? '(none)\n' : formatTable(['NAME', 'LABEL', 'INTERFACE', 'MACS', 'FROM GUEST', 'TO GUEST'], rows, ['l', 'l', 'l', 'l', 'r', 'r']),
     );
+  }
+  if (Array.isArray(r.attachments) && r.attachments.length > 0) {
+    const rows = r.attachments.map((a) => [clean(a.name), clean(a.domain), clean(a.interface), clean(a.label), ago(a.attachedAt, r.time)]);
+    out += section('ATTACHED AT RUN TIME', formatTable(['NAME', 'LIBVIRT DOMAIN', 'INTERFACE', 'LABEL', 'SINCE'], rows));
   }
   if (r.reasons !== undefined && r.reasons !== null && typeof r.reasons === 'object') {
     const counts = r.reasons as Record<string, unknown>;

@@ -5,7 +5,7 @@
  *
  * For a network definition: this host is the `<peer>` whose address is one of
  * this machine's addresses (else the one named like os.hostname()); its private
- * key is HOST.key in the XML's folder (`sectunnel keygen /etc/sectunnel/HOST.key`);
+ * key is HOST.key in the XML's folder (`sectunnel keygen --out /etc/sectunnel/HOST.key`);
  * the network has no domains — guests come from runtime attach (the libvirt
  * hook); pre-shared keys are read from /etc/libvirt/secrets; everything else has
  * the config file's defaults.

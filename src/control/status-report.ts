@@ -39,6 +39,21 @@ export interface StatusReport {
   audit?: AuditStatus;
   /** The peer handshake, host-wide; absent with static keys. */
   handshake?: HandshakeStatus;
+  /** Domains attached at run time (`sectunnel attach`, the libvirt hook), in attach order. */
+  attachments?: AttachmentStatus[];
+}
+
+/** A runtime attachment (control/libvirt-attach.ts's Attachment). */
+export interface AttachmentStatus {
+  /** The sectunnel domain name. */
+  name: string;
+  /** The libvirt domain it belongs to. */
+  domain: string;
+  interface: string;
+  label: string;
+  macs: readonly string[];
+  /** ISO time of the attach. */
+  attachedAt: string;
 }
 
 export interface HandshakeStatus {

@@ -301,6 +301,20 @@ describe('sectunnel status', () => {
     expect(text).toContain('handshakes: 4 completed; failures: bad_mac1 2');
   });
 
+  it('prints the runtime attachments (sectunnel attach, the libvirt hook) with their libvirt domain and age; none: no section', () => {
+    const text = formatStatus({
+      ...REPORT,
+      attachments: [
+        { name: 'app3-vnet4', domain: 'app3', interface: 'vnet4', label: 'red', macs: ['52:54:00:00:03:01'], attachedAt: '2024-05-01T11:58:00.000Z' },
+      ],
+    });
+    expect(table(text, 'ATTACHED AT RUN TIME')).toEqual([
+      ['NAME', 'LIBVIRT DOMAIN', 'INTERFACE', 'LABEL', 'SINCE'],
+      ['app3-vnet4', 'app3', 'vnet4', 'red', '2024-05-01T11:58:00.000Z (2m00s ago)'],
+    ]);
+    expect(formatStatus({ ...REPORT, attachments: [] })).not.toContain('ATTACHED AT RUN TIME');
+  });
+
   it('prints peers, SAs, labels, domains, non-zero drops with a total, pool and guest MTU', () => {
     const text = formatStatus(REPORT);
     expect(text.split('\n')[0]).toBe('sectunnel 0.1.0 on host hv1, pid 4242, up 3h00m');

@@ -346,7 +346,7 @@ export class Daemon implements DaemonView {
       d.dataplane.swap(tables, portOf);
 
       d.control = new ControlServer({ path: cfg.control.socket, onError: (e, method) => log.error('control method failed', { method, error: e }) });
-      d.control.register('status', () => ({ ...statusReport(d, Date.now()), attachments: d.attachments }));
+      d.control.register('status', () => statusReport(d, Date.now()));
       d.control.register('rekey', (params: unknown) => {
         const peer = typeof params === 'object' && params !== null ? (params as { peer?: unknown }).peer : undefined;
         if (typeof peer !== 'string') throw new ControlMethodError('bad_params', 'rekey: expected {"peer": NAME}');

@@ -10,7 +10,7 @@ import type { AuditLog } from '../../control/audit-log.js';
 import type { DaemonConfig } from '../../control/config.js';
 import type { MetricSample, MetricsSnapshot } from '../../control/metrics.js';
 import { effectiveGreKey } from '../../control/replay-config.js';
-import { STATUS_REPORT_VERSION, type SaStatus, type StatusReport } from '../../control/status-report.js';
+import { STATUS_REPORT_VERSION, type AttachmentStatus, type SaStatus, type StatusReport } from '../../control/status-report.js';
 import type { Auditor } from '../../core/audit.js';
 import { DISCARD_REASONS, DROP_REASONS, Reason } from '../../core/reasons.js';
 import type { InboundSa, OutboundSa } from '../../core/sa.js';
@@ -42,6 +42,8 @@ export interface DaemonView {
   readonly ports: ReadonlyMap<string, PortHandle>;
   readonly auditLog: AuditLog;
   readonly auditor: Auditor;
+  /** Runtime attachments (the overlay on the config file). */
+  readonly attachments: readonly AttachmentStatus[];
 }
 
 function hex8(n: number): string {
@@ -158,6 +160,7 @@ export function statusReport(v: DaemonView, nowMs: number): StatusReport {
         failures: Object.fromEntries(Object.entries(v.handshakes.host.failures).filter(([, n]) => n > 0)),
       },
     }),
+    attachments: v.attachments.map((a) => ({ ...a, macs: [...a.macs] })),
   };
 }
 
