@@ -2,19 +2,23 @@
  * The underlay transport of the daemon, per `underlay.transport`:
  *   - `udp`: ESP-in-UDP (RFC 3948) on underlay.address:port, the native batched
  *     socket (recvmmsg/sendmmsg) when the addon is loaded, node:dgram otherwise;
- *     received payloads enter the receive pipeline as DecapInput.udpPayload;
+ *     received payloads enter the receive pipeline as DecapInput.udpPayload. The
+ *     native socket uses UDP GSO and GRO (io/udp.ts) unless the environment sets
+ *     SECTUNNEL_UDP_OFFLOAD=0 (or `gso` / `gro` for one of them): the pipelines
+ *     still see one ESP packet per buffer;
  *   - `esp`: raw IP protocol 50 (needs CAP_NET_RAW); received packets are bare
- *     ESP (DecapInput.esp).
+ *     ESP (DecapInput.esp). No offloads (GSO/GRO exist for UDP only).
  * Both send from, and receive into, the daemon's one pool.
  *
  * Outer fragmentation: the raw ESP socket sets IP_MTU_DISCOVER = IP_PMTUDISC_DONT
  * (io/raw-esp.ts), so the kernel fragments packets above the route MTU and never
- * sets DF. The UDP sockets (native addon, node:dgram) cannot set that option from
- * here and keep Linux's default IP_PMTUDISC_WANT (IPv6: IPV6_PMTUDISC_WANT): the
- * sending kernel still fragments a datagram larger than the route MTU (what a veth
- * or Ethernet underlay of `underlay.mtu` gives), but unfragmented packets carry DF, so a router
- * with a smaller MTU on the path drops one and reports it (ICMP frag-needed); the
- * kernel then fragments later ones to the learnt path MTU. Either way every frame
+ * sets DF. So does the native UDP socket (udp.c: IP_PMTUDISC_DONT, IPv6
+ * IPV6_DONTFRAG 0); a GSO run whose segments exceed the route MTU is refused by the
+ * kernel and sent datagram by datagram (fragmented). The node:dgram socket cannot set
+ * the option and keeps Linux's default IP_PMTUDISC_WANT: the sending kernel still
+ * fragments a datagram larger than the route MTU, but unfragmented packets carry DF,
+ * so a router with a smaller MTU on the path drops one and reports it (ICMP
+ * frag-needed); the kernel then fragments later ones to the learnt path MTU. Either way every frame
  * whose outer packet exceeds underlay.mtu is counted (Dataplane.fragmented).
  */
 import type { PacketPool } from '../../buf/pool.js';
