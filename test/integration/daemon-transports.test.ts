@@ -1,10 +1,11 @@
 // Two sectunnel daemons (child processes of scripts/sectunnel run) in network namespaces,
-// over each underlay: ESP-in-UDP and raw ESP, IPv4 and IPv6. Guests of one label reach
+// on handshake keys (Noise IKpsk2 on the UDP port; no --insecure-static-keys), over each
+// underlay: ESP-in-UDP and raw ESP, IPv4 and IPv6. Guests of one label reach
 // each other (ping, a TCP transfer whose full-size segments need outer IP fragments);
 // guests of different labels do not, and the receiving host counts and audits the denial.
 // World layout: test/fixtures/daemon/harness.ts.
 import { afterEach, beforeAll, describe, expect } from 'vitest';
-import { cliArgv, DaemonWorld, ensureBuilt, spiOf, waitFor } from '../fixtures/daemon/harness.js';
+import { cliArgv, DaemonWorld, ensureBuilt, saOf, waitFor } from '../fixtures/daemon/harness.js';
 import { itWith } from '../helpers/tools.js';
 
 let dw: DaemonWorld | null = null;
@@ -52,7 +53,8 @@ describe.each(CASES)('two daemons over $transport, IPv$family underlay', ({ name
     const sa = await w.status(1);
     expect(sa.fragmented).toBeGreaterThan(0);
     expect(sa.mtu).toEqual({ underlayMtu: 1500, overheadBytes, guestMtu: 1500 - overheadBytes });
-    const redOut = sa.sas!.find((s) => s.direction === 'out' && s.spi === `0x${spiOf(1, 'red').toString(16).padStart(8, '0')}`)!;
+    expect(sa.peers![0]).toMatchObject({ name: 'host-b', state: 'established' });
+    const redOut = saOf(sa, 'out', 'red', 'host-b')!;
     expect(redOut.packets).toBeGreaterThan(500);
 
     // Cross label: red a1 sends to blue b2's MAC (a static neighbour entry, so no ARP is
@@ -139,7 +141,7 @@ describe('guest ports other than a TAP the daemon creates', () => {
     const w = dw;
     w.writeConfig(1, w.config(1, { patch: (c) => ((c.domains as Record<string, any>[])[1]!.tap.create = false) }));
     const [cmd, ...pre] = cliArgv();
-    const proc = w.world.spawn(w.host(1).ns, cmd!, [...pre, 'run', '--config', w.configPath(1), '--insecure-static-keys']);
+    const proc = w.world.spawn(w.host(1).ns, cmd!, [...pre, 'run', '--config', w.configPath(1)]);
     expect(await proc.exited).toEqual({ code: 1, signal: null });
     const line = JSON.parse(proc.output().trim().split('\n').pop()!) as Record<string, unknown>;
     expect(line).toMatchObject({ level: 'error', msg: 'sectunnel could not start', code: 'ST_DAEMON_PORT' });
