@@ -76,6 +76,7 @@ import { dropPrivileges } from './privileges.js';
 import { labelSummary, metricsSnapshot, SECTUNNEL_VERSION, statusReport, type DaemonView } from './report.js';
 import { SaRegistry } from './sas.js';
 import { openTransport, type OpenTransport } from './transport.js';
+import { noisePrimitives } from '../../core/noise.js';
 import { Handshakes, loadPsks } from './handshake.js';
 import { UdpTransport } from '../../io/udp.js';
 import { NON_ESP_MARKER_BYTES } from '../../wire/constants.js';
@@ -435,6 +436,7 @@ export class Daemon implements DaemonView {
         domains: cfg.domains.map((dom) => `${dom.name}(${dom.label}, ${dom.tap !== undefined ? `tap ${dom.tap.name}` : `attach ${dom.attach.interface}`})`),
         peers: cfg.peers.map((p) => `${p.name}(${p.address})`),
         keys: o.insecureStaticKeys ? 'static (--insecure-static-keys)' : handshakes !== null ? 'handshake' : 'none',
+        ...(handshakes !== null && { noise: noisePrimitives().name }),
         sas: changes.pairs.length,
         control: cfg.control.socket,
         ...(d.metrics !== null && { metrics: d.metrics.url }),
