@@ -275,7 +275,8 @@ static int tcp_seg_continues(const tcp_seg *a, const uint8_t *fa, const tcp_seg 
          memcmp(ta + 20, tc + 20, (size_t)(a->hdr - a->l4 - 20)) == 0;
 }
 
-int st_gro_group(uint8_t *const *frames, const int *lens, int n, st_vnet_hdr *vh, int *payload_at) {
+int st_gro_group(const uint8_t *const *frames, const int *lens, int n, st_vnet_hdr *vh, uint8_t hdr[ST_GRO_MAX_HDR_BYTES],
+                 int *payload_at) {
   memset(vh, 0, sizeof *vh);
   *payload_at = 0;
   tcp_seg a, p, c;
@@ -290,8 +291,9 @@ int st_gro_group(uint8_t *const *frames, const int *lens, int n, st_vnet_hdr *vh
     p = c;
     k++;
   }
-  if (k == 1) return 1;
-  uint8_t *f = frames[0], *ip = f + a.l3, *th = f + a.l4;
+  if (k == 1 || a.hdr > ST_GRO_MAX_HDR_BYTES) return 1;
+  memcpy(hdr, frames[0], (size_t)a.hdr);
+  uint8_t *ip = hdr + a.l3, *th = hdr + a.l4;
   int l4len = a.hdr - a.l4 + total;
   if (a.v6) {
     put16(ip + 4, (unsigned)l4len);

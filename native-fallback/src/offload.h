@@ -13,9 +13,9 @@
  *
  * Receive side (what a TAP writer may hand the kernel): st_gro_group finds how
  * many frames from frames[0] are exact continuations of one TCP flow (the
- * conditions are at st_gro_group) and turns them into one super-frame: the
- * headers of frames[0] are rewritten in place and the payloads of the others
- * follow it, behind the virtio_net_hdr it fills (GSO_TCPV4/6, NEEDS_CSUM with
+ * conditions are at st_gro_group) and turns them into one super-frame: a
+ * copy of frames[0]'s headers, rewritten, followed by the payloads of all,
+ * behind the virtio_net_hdr it fills (GSO_TCPV4/6, NEEDS_CSUM with
  * the pseudo-header sum, gso_size = the first segment's payload).
  */
 #ifndef SECTUNNEL_OFFLOAD_H
@@ -71,10 +71,13 @@ int st_gso_segment(const st_gso *g, const uint8_t *frame, int i, uint8_t *out);
 /* Completes a partial checksum (NEEDS_CSUM without GSO) in place; returns ST_OFF_*. */
 int st_csum_complete(const st_vnet_hdr *vh, uint8_t *frame, int len);
 
+#define ST_GRO_MAX_HDR_BYTES 128 /* room for a super-frame's headers: Ethernet + 2 tags + IPv6 + TCP with timestamps is 106 */
+
 /* How many of frames[0..n) (n ≥ 1) form one super-frame, and its header in vh. 1: frames[0]
- * goes alone, vh all zero (nothing is changed). k > 1: frames[0]'s headers now describe the
- * super-frame (lengths, PSH of the last, checksum fields), whose payload continues with
- * frames[j][hdr_of(j)..lens[j]) for 1 ≤ j < k; *payload_at is that header length. */
-int st_gro_group(uint8_t *const *frames, const int *lens, int n, st_vnet_hdr *vh, int *payload_at);
+ * goes alone, vh all zero. k > 1: hdr[0..*payload_at) are the super-frame's headers (lengths,
+ * PSH of the last, checksum fields), and its payload is frames[j][*payload_at..lens[j]) for
+ * 0 ≤ j < k. The frames are never changed (one buffer may be delivered to several TAPs). */
+int st_gro_group(const uint8_t *const *frames, const int *lens, int n, st_vnet_hdr *vh, uint8_t hdr[ST_GRO_MAX_HDR_BYTES],
+                 int *payload_at);
 
 #endif /* SECTUNNEL_OFFLOAD_H */

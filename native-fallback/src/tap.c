@@ -21,8 +21,9 @@
  *      by reason (tapOffloadStats), never delivered in part.
  * Send (tapWrite), per run of frames: st_gro_group coalesces exact TCP
  *   continuations into one super-frame, written with one writev(vnet header,
- *   first frame, payloads of the others); any other frame goes alone behind a
- *   zero vnet header.
+ *   rewritten copy of the first frame's headers, every frame's payload); any
+ *   other frame goes alone behind a zero vnet header. No frame is changed: one
+ *   buffer may be delivered to several TAPs (decap's flood).
  *
  * JS functions: tapOpen, tapSetPersist, tapSetLink, tapWrite, tapOffloadStats,
  * and for tests offloadSegment, offloadCoalesce (and io* of io.c, registered
@@ -356,10 +357,10 @@ typedef void (*gro_emit_fn)(void *ctx, const struct iovec *iov, int iovcnt, int 
 /* Coalesces the frames of a send batch in runs (see offload.h st_gro_group); a bad
  * descriptor entry counts as a tx error (on h, if not NULL) and ends a run. */
 static void gro_batch(st_io *h, const st_tx_batch *b, gro_emit_fn emit, void *ctx) {
-  uint8_t *ptr[GRO_CHUNK];
+  const uint8_t *ptr[GRO_CHUNK];
   int len[GRO_CHUNK];
-  struct iovec iov[ST_GRO_MAX_FRAMES + 1];
-  uint8_t vhb[ST_VNET_HDR_BYTES];
+  struct iovec iov[ST_GRO_MAX_FRAMES + 2];
+  uint8_t vhb[ST_VNET_HDR_BYTES], hdr[ST_GRO_MAX_HDR_BYTES];
   for (int base = 0; base < b->count; base += GRO_CHUNK) {
     int m = b->count - base < GRO_CHUNK ? b->count - base : GRO_CHUNK;
     for (int i = 0; i < m; i++) {
@@ -379,19 +380,22 @@ static void gro_batch(st_io *h, const st_tx_batch *b, gro_emit_fn emit, void *ct
       while (i + run < m && len[i + run] >= 0) run++;
       st_vnet_hdr vh;
       int at;
-      int k = st_gro_group(ptr + i, len + i, run, &vh, &at);
+      int k = st_gro_group(ptr + i, len + i, run, &vh, hdr, &at);
       st_vnet_write(vhb, &vh);
       iov[0].iov_base = vhb;
       iov[0].iov_len = sizeof vhb;
-      iov[1].iov_base = ptr[i];
-      iov[1].iov_len = (size_t)len[i];
-      double bytes = len[i];
-      for (int j = 1; j < k; j++) {
-        iov[1 + j].iov_base = ptr[i + j] + at;
-        iov[1 + j].iov_len = (size_t)(len[i + j] - at);
+      int v = 1;
+      if (k > 1) { /* the rewritten headers, then every frame's payload */
+        iov[v].iov_base = hdr;
+        iov[v++].iov_len = (size_t)at;
+      }
+      double bytes = 0;
+      for (int j = 0; j < k; j++) {
+        iov[v].iov_base = (void *)(ptr[i + j] + at);
+        iov[v++].iov_len = (size_t)(len[i + j] - at);
         bytes += len[i + j];
       }
-      emit(ctx, iov, k + 1, k, bytes);
+      emit(ctx, iov, v, k, bytes);
       i += k;
     }
   }
@@ -546,7 +550,7 @@ static void copy_emit(void *p, const struct iovec *iov, int iovcnt, int frames, 
 
 /* offloadCoalesce(slab, desc: Int32Array (offset, length)*, count, out: Uint8Array, outDesc: Int32Array)
  * -> writes tapWrite would make (each: vnet header + frame, at outDesc (offset, length, frames)*),
- * or -1 when out or outDesc is too small. Rewrites headers in slab as tapWrite does. For tests. */
+ * or -1 when out or outDesc is too small. For tests. */
 static napi_value js_offload_coalesce(napi_env env, napi_callback_info info) {
   napi_value a[5];
   if (st_args(env, info, 5, a, "offloadCoalesce(slab, desc, count, out, outDesc)") < 0) return NULL;

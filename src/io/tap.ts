@@ -212,8 +212,8 @@ export class TapDevice {
 
   /**
    * Writes bufs[0..count) (live octets of each), one frame each; returns how many the kernel took.
-   * With offload, runs of one TCP flow go as one super-frame, whose first buffer's headers are
-   * rewritten in place (the buffers are the caller's to release either way).
+   * With offload, runs of one TCP flow go as one super-frame (one write). The buffers are never
+   * changed, so one may be written to several devices.
    */
   writeBatch(bufs: readonly PacketBuf[], count: number): number {
     if (this.io.closed) return 0;

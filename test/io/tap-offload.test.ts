@@ -165,7 +165,7 @@ function segment(input: Uint8Array, maxSegs = 64, cap = CAP): Uint8Array[] | str
   return Array.from({ length: n }, (_, j) => out.slice(j * cap, j * cap + lens[j]!));
 }
 
-/** offloadCoalesce over frames → the writes (vnet header + frame, and how many frames each holds). */
+/** offloadCoalesce over frames → the writes (vnet header + frame, and how many frames each holds); checks the frames stay unchanged. */
 function coalesce(frames: Uint8Array[]): { bytes: Uint8Array; frames: number }[] {
   const total = frames.reduce((s, f) => s + f.length, 0);
   const slab = new Uint8Array(total + 64);
@@ -181,6 +181,8 @@ function coalesce(frames: Uint8Array[]): { bytes: Uint8Array; frames: number }[]
   const outDesc = new Int32Array(frames.length * 3);
   const m = addon().offloadCoalesce(slab, desc, frames.length, out, outDesc);
   expect(m).toBeGreaterThan(0);
+  // The frames themselves are never changed (decap writes one buffer to every TAP of a flood).
+  frames.forEach((f, i) => expect(slab.subarray(desc[2 * i]!, desc[2 * i]! + f.length)).toEqual(f));
   return Array.from({ length: m }, (_, k) => ({ bytes: out.slice(outDesc[3 * k]!, outDesc[3 * k]! + outDesc[3 * k + 1]!), frames: outDesc[3 * k + 2]! }));
 }
 
