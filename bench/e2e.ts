@@ -22,12 +22,12 @@
  * needs its body written once the daemon's config schema exists.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { existsSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { openBenchRun, runIperf } from './world.js';
 import {
-  NetnsError,
   World,
   buildStandardTopology,
   runCommand,
@@ -421,47 +421,9 @@ async function measurePing(bw: BenchWorld, count: number): Promise<number[]> {
   return [...stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
 }
 
-/** One iperf3 test; the server (guest b) and client (guest a) both report JSON. */
-async function iperf(bw: BenchWorld, seconds: number, clientArgs: string[]): Promise<{ client: any; server: any }> {
-  const server = bw.world.spawn(bw.guestB.ns, 'iperf3', ['-s', '-1', '-J', '-p', String(IPERF_PORT), '-B', bw.guestB.ipv4]);
-  try {
-    // iperf3 -J prints nothing until the end; wait until its port listens instead.
-    await waitForListen(bw, IPERF_PORT);
-    const { stdout } = await bw.world.exec(
-      bw.guestA.ns,
-      'iperf3',
-      ['-c', bw.guestB.ipv4, '-p', String(IPERF_PORT), '-t', String(seconds), '-J', '--connect-timeout', '5000', ...clientArgs],
-      { timeoutMs: seconds * 1000 + 60_000 },
-    );
-    const exit = await Promise.race([server.exited, sleep(10_000).then(() => null)]);
-    const client = JSON.parse(stdout);
-    let serverJson: unknown = null;
-    if (exit) {
-      try {
-        serverJson = JSON.parse(server.output().slice(server.output().indexOf('{')));
-      } catch {
-        serverJson = null;
-      }
-    }
-    if (client.error) throw new Error(`iperf3 client: ${client.error}`);
-    return { client, server: serverJson };
-  } finally {
-    await server.stop();
-  }
-}
-
-async function waitForListen(bw: BenchWorld, port: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const { stdout } = await bw.world.exec(bw.guestB.ns, 'ss', ['-Hltn', `sport = :${port}`]);
-    if (stdout.trim().length > 0) return;
-    if (Date.now() > deadline) throw new NetnsError('NETNS_TIMEOUT', `iperf3 server did not listen on ${port}`);
-    await sleep(50);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+/** One iperf3 test from guest a to guest b (world.ts). */
+function iperf(bw: BenchWorld, seconds: number, clientArgs: string[]): Promise<{ client: any; server: any }> {
+  return runIperf(bw.world, bw.guestA, bw.guestB, IPERF_PORT, seconds, clientArgs);
 }
 
 function median(xs: number[]): number | null {
@@ -726,25 +688,7 @@ async function main(): Promise<number> {
   const seconds = args.seconds ?? (args.quick ? QUICK_SECONDS : FULL_SECONDS);
 
   const loadAvgBefore = loadavg()[0]!;
-  const tmpDir = mkdtempSync(join(tmpdir(), 'st-bench-'));
-  const world = await World.create(PREFIX);
-  let cleaned = false;
-  const cleanup = async (): Promise<void> => {
-    if (cleaned) return;
-    cleaned = true;
-    try {
-      await world.destroy();
-    } finally {
-      rmSync(tmpDir, { recursive: true, force: true });
-    }
-  };
-  const onSignal = (sig: NodeJS.Signals): void => {
-    log(`\nbench:e2e: ${sig}, cleaning up`);
-    void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.on('exit', () => rmSync(tmpDir, { recursive: true, force: true }));
+  const { world, tmpDir, close: cleanup } = await openBenchRun('bench:e2e', PREFIX, log);
 
   const samples = new Map<Contender, Samples>();
   try {

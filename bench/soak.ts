@@ -22,14 +22,15 @@
  *   5. The world is destroyed (also on Ctrl-C, SIGTERM and failure).
  * Exit 0 when both limits hold, 1 when one does not, 2 on bad arguments or a missing tool.
  */
-import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeKey, generatePrivateKey, publicKeyOf, writeSecretKeyFile } from '../src/control/keys.js';
 import { callControl } from '../src/control/status-client.js';
 import type { StatusReport } from '../src/control/status-report.js';
-import { World, buildStandardTopology, runCommand, type Host, type NsProcess } from '../src/io/netns.js';
+import { buildStandardTopology, runCommand, type Host, type NsProcess, type World } from '../src/io/netns.js';
+import { openBenchRun, runIperf, sleep } from './world.js';
 
 const PREFIX = 'st-soak-';
 const GUEST_MTU_BYTES = 1400;
@@ -131,10 +132,6 @@ interface Chunk {
   rate: number;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 async function statusOf(socket: string): Promise<StatusReport | null> {
   try {
     return (await callControl(socket, 'status', undefined, { timeoutMs: 2000 })) as StatusReport;
@@ -174,31 +171,13 @@ function fmt(x: number | null | undefined, digits: number): string {
   return x == null || !Number.isFinite(x) ? '-' : x.toFixed(digits);
 }
 
+/** One load chunk from guest a to guest b: Gbit/s (TCP) or received packets/s (UDP-64). */
 async function iperfChunk(world: World, client: Host, server: Host, kind: 'tcp' | 'udp', seconds: number): Promise<number> {
-  const srv = world.spawn(server.guests[0]!.ns, 'iperf3', ['-s', '-1', '-J', '-p', String(IPERF_PORT), '-B', server.guests[0]!.ipv4]);
-  try {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const { stdout } = await world.exec(server.guests[0]!.ns, 'ss', ['-Hltn', `sport = :${IPERF_PORT}`]);
-      if (stdout.trim()) break;
-      if (Date.now() > deadline) throw new Error(`iperf3 server did not listen on ${IPERF_PORT}`);
-      await sleep(50);
-    }
-    const extra = kind === 'udp' ? ['-u', '-l', String(UDP_PAYLOAD_BYTES), '-b', '0'] : [];
-    const { stdout } = await world.exec(
-      client.guests[0]!.ns,
-      'iperf3',
-      ['-c', server.guests[0]!.ipv4, '-p', String(IPERF_PORT), '-t', String(seconds), '-J', '--connect-timeout', '5000', ...extra],
-      { timeoutMs: seconds * 1000 + 60_000 },
-    );
-    const j = JSON.parse(stdout);
-    if (j.error) throw new Error(`iperf3: ${j.error}`);
-    if (kind === 'tcp') return Number(j.end.sum_received.bits_per_second) / 1e9;
-    const sum = j.end.sum;
-    return (sum.packets - (sum.lost_packets ?? 0)) / sum.seconds;
-  } finally {
-    await srv.stop();
-  }
+  const extra = kind === 'udp' ? ['-u', '-l', String(UDP_PAYLOAD_BYTES), '-b', '0'] : [];
+  const { client: j } = await runIperf(world, client.guests[0]!, server.guests[0]!, IPERF_PORT, seconds, extra);
+  if (kind === 'tcp') return Number(j.end.sum_received.bits_per_second) / 1e9;
+  const sum = j.end.sum;
+  return (sum.packets - (sum.lost_packets ?? 0)) / sum.seconds;
 }
 
 async function main(): Promise<number> {
@@ -218,24 +197,7 @@ async function main(): Promise<number> {
   }
   const durationS = args.minutes * 60;
   const loadBefore = loadavg()[0]!;
-  const dir = mkdtempSync(join(tmpdir(), 'st-soak-'));
-  const world = await World.create(PREFIX);
-  let cleaned = false;
-  const cleanup = async (): Promise<void> => {
-    if (cleaned) return;
-    cleaned = true;
-    try {
-      await world.destroy();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
-  const onSignal = (sig: NodeJS.Signals): void => {
-    log(`\nbench:soak: ${sig}, cleaning up`);
-    void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const { world, tmpDir: dir, close: cleanup } = await openBenchRun('bench:soak', PREFIX, log);
 
   const samples: Sample[] = [];
   const chunks: Chunk[] = [];
