@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadHostConfig } from '../control/libvirt-host.js';
 import { callControl, ControlClientError } from '../control/status-client.js';
-import type { StatusReport } from '../control/status-report.js';
+import { tapOffloadDrops, type StatusReport } from '../control/status-report.js';
 import { DISCARD_REASONS, DROP_REASONS } from '../core/reasons.js';
 import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js';
 import { registerSubcommand } from './main.js';
@@ -194,6 +194,12 @@ export function formatStatus(r: Partial<StatusReport>): string {
     const u = r.underlay;
     const addr = typeof u.address === 'string' && u.address.includes(':') ? `[${clean(u.address)}]` : clean(u.address);
     out += `underlay: ${addr}:${num(u.port)} ${u.transport === 'esp' ? 'raw ESP' : 'ESP-in-UDP'}\n`;
+    const o = u.offload;
+    if (o !== undefined) {
+      out +=
+        `underlay offloads: GSO ${o.gso ? 'on' : 'off'} (${num(o.gsoSends)} sends carrying ${num(o.gsoSegments)} packets, ${num(o.gsoFallbacks)} refused), ` +
+        `GRO ${o.gro ? 'on' : 'off'} (${num(o.groDatagrams)} datagrams split into ${num(o.groSegments)})\n`;
+    }
   }
   if (r.mtu !== undefined) {
     out += `MTU: underlay ${num(r.mtu.underlayMtu)}, overhead ${num(r.mtu.overheadBytes)} bytes: guest MTU ${num(r.mtu.guestMtu)} avoids fragmentation\n`;
@@ -271,6 +277,17 @@ export function formatStatus(r: Partial<StatusReport>): string {
       'DOMAINS',
       rows.length === 0 ? '(none)\n' : formatTable(['NAME', 'LABEL', 'INTERFACE', 'MACS', 'FROM GUEST', 'TO GUEST'], rows, ['l', 'l', 'l', 'l', 'r', 'r']),
     );
+  }
+  const offloaded = Array.isArray(r.domains) ? r.domains.filter((d) => d.offload !== undefined) : [];
+  if (offloaded.length > 0) {
+    const rows = offloaded.map((d) => {
+      const o = d.offload!;
+      const drops = tapOffloadDrops(o)
+        .filter(([, n]) => n !== 0)
+        .map(([reason, n]) => `${reason} ${n}`);
+      return [clean(d.name), `${num(o.gsoFrames)} → ${num(o.gsoSegments)}`, `${num(o.groSegments)} → ${num(o.groFrames)}`, num(o.csumCompleted), drops.length === 0 ? 'none' : drops.join(', ')];
+    });
+    out += section('TAP OFFLOADS', formatTable(['DOMAIN', 'SUPER-FRAMES READ → FRAMES', 'FRAMES → SUPER-FRAMES WRITTEN', 'CHECKSUMS COMPLETED', 'DROPS'], rows, ['l', 'r', 'r', 'r', 'l']));
   }
   if (Array.isArray(r.attachments) && r.attachments.length > 0) {
     const rows = r.attachments.map((a) => [clean(a.name), clean(a.domain), clean(a.interface), clean(a.label), ago(a.attachedAt, r.time)]);

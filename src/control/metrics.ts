@@ -31,6 +31,8 @@ export const METRIC_FAMILIES = {
   bytes: { name: 'sectunnel_bytes_total', type: 'counter', help: 'Inner frame octets carried, by direction, label and peer.', labels: ['direction', 'label', 'peer'] },
   saPackets: { name: 'sectunnel_sa_packets_total', type: 'counter', help: 'Packets sealed (out) or opened (in) per SA.', labels: ['spi', 'label', 'peer', 'direction'] },
   replayDrops: { name: 'sectunnel_replay_drops_total', type: 'counter', help: 'Packets dropped by the anti-replay window, per inbound SA.', labels: ['spi'] },
+  tapOffloadDrops: { name: 'sectunnel_tap_offload_drops_total', type: 'counter', help: 'Super-frames or frames the TAP offloads dropped (malformed vnet header, no room), by domain and reason.', labels: ['domain', 'reason'] },
+  tapOffloadSegments: { name: 'sectunnel_tap_offload_segments_total', type: 'counter', help: 'Frames cut out of super-frames read from the TAP (direction tx: guest to wire) or joined into super-frames written to it (rx), by domain.', labels: ['domain', 'direction'] },
   fragmented: { name: 'sectunnel_fragmented_total', type: 'counter', help: 'Encapsulated frames larger than the underlay MTU, sent as outer IP fragments.', labels: [] },
   poolFree: { name: 'sectunnel_pool_free', type: 'gauge', help: 'Free packet buffers in the pool.', labels: [] },
   fdbEntries: { name: 'sectunnel_fdb_entries', type: 'gauge', help: 'Learned MAC addresses, per label.', labels: ['label'] },

@@ -67,6 +67,8 @@ export interface UnderlayStatus {
   address: string;
   port: number;
   transport: 'udp' | 'esp';
+  /** UDP GSO/GRO (io/udp.ts UdpOffloadStats); absent for raw ESP. */
+  offload?: Record<string, number>;
 }
 
 /** The MTU arithmetic: a guest MTU of at most `guestMtu` never makes the underlay fragment. */
@@ -149,6 +151,8 @@ export interface DomainStatus {
   framesFromGuest: number;
   /** Frames written to the guest's interface. */
   framesToGuest: number;
+  /** TAP offloads (io/tap.ts TapOffloadStats): super-frames, segments, drops by reason; absent without offloads. */
+  offload?: Record<string, number>;
 }
 
 export interface AuditStatus {
@@ -159,4 +163,14 @@ export interface AuditStatus {
   suppressed: number;
   /** Lost: queue full or write failed. */
   lost: number;
+}
+
+/**
+ * The drop counters of a domain's TAP offload stats as [reason, count] pairs, reason in
+ * snake case without the `drop` prefix (dropNoRoom → no_room, dropBadGsoSize → bad_gso_size).
+ */
+export function tapOffloadDrops(offload: Record<string, number>): [string, number][] {
+  return Object.entries(offload)
+    .filter(([k]) => k.startsWith('drop'))
+    .map(([k, n]) => [k.slice(4).replace(/[A-Z]/g, (c: string, i: number) => (i === 0 ? c.toLowerCase() : `_${c.toLowerCase()}`)), n]);
 }

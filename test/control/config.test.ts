@@ -192,6 +192,14 @@ describe('defaults that depend on other fields', () => {
     expect(validateConfig(d, daemonConfigSchema, FILE).control.socket).toBe('/run/sectunnel/rack7-hv12.sock');
   });
 
+  it('tap.offload is kept when given (and absent otherwise: the daemon then decides by tap.create)', () => {
+    const d = base();
+    d.domains[0].tap.offload = false;
+    const cfg = validateConfig(d, daemonConfigSchema, FILE);
+    expect(cfg.domains[0]!.tap).toEqual({ name: 'vnet0', create: false, offload: false });
+    expect(validateConfig(base(), daemonConfigSchema, FILE).domains[0]!.tap).not.toHaveProperty('offload');
+  });
+
   it('an IPv6 underlay is family 6, normalised', () => {
     const d = base();
     d.underlay.address = '2001:DB8:0:0::1';
@@ -226,6 +234,7 @@ describe('daemon field errors name the file, the field and the value', () => {
     ['TAP name too long', (d) => (d.domains[0].tap.name = 'sectunnel-web1-0'), `${FILE}: domains[0].tap.name: "sectunnel-web1-0" is not valid: expected an interface name of 1..15 characters without "/", ":" or white space (Linux IFNAMSIZ); this one has 16`],
     ['TAP name with a slash', (d) => (d.domains[0].tap.name = 'vnet/0'), `${FILE}: domains[0].tap.name: "vnet/0" is not valid: expected an interface name of 1..15 characters`],
     ['TAP name with a space', (d) => (d.domains[0].tap.name = 'vnet 0'), `${FILE}: domains[0].tap.name: "vnet 0" is not valid: expected an interface name`],
+    ['TAP offload not a boolean', (d) => (d.domains[0].tap.offload = 'yes'), `${FILE}: domains[0].tap.offload: "yes" is not valid: expected true or false`],
     ['TAP name empty', (d) => (d.domains[0].tap.name = ''), `${FILE}: domains[0].tap.name: "" is not valid: expected an interface name`],
     ['TAP create not boolean', (d) => (d.domains[0].tap.create = 'no'), `${FILE}: domains[0].tap.create: "no" is not valid: expected true or false`],
     ['tap and attach', (d) => (d.domains[0].attach = { interface: 'eth1' }), `${FILE}: domains[0]: {"name":"web1","label":"red","macs":["52:54:00:00:01:01"],"… is not valid: expected exactly one of tap (a TAP device) or attach`],

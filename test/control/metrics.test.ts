@@ -28,6 +28,11 @@ const SNAPSHOT: MetricsSnapshot = {
   bytes: [{ labels: { direction: 'tx', label: 'red', peer: 'hv2' }, value: 1_400_000 }],
   saPackets: [{ labels: { spi: '0x00001001', label: 'red', peer: 'hv2', direction: 'in' }, value: 990 }],
   replayDrops: [{ labels: { spi: '0x00001001' }, value: 0 }],
+  tapOffloadDrops: [{ labels: { domain: 'web1', reason: 'no_room' }, value: 2 }],
+  tapOffloadSegments: [
+    { labels: { domain: 'web1', direction: 'tx' }, value: 5400 },
+    { labels: { domain: 'web1', direction: 'rx' }, value: 9000 },
+  ],
   poolFree: 4000,
   fdbEntries: [{ labels: { label: 'red' }, value: 2 }],
   auditSuppressed: 0,
@@ -54,6 +59,13 @@ sectunnel_sa_packets_total{spi="0x00001001",label="red",peer="hv2",direction="in
 # HELP sectunnel_replay_drops_total Packets dropped by the anti-replay window, per inbound SA.
 # TYPE sectunnel_replay_drops_total counter
 sectunnel_replay_drops_total{spi="0x00001001"} 0
+# HELP sectunnel_tap_offload_drops_total Super-frames or frames the TAP offloads dropped (malformed vnet header, no room), by domain and reason.
+# TYPE sectunnel_tap_offload_drops_total counter
+sectunnel_tap_offload_drops_total{domain="web1",reason="no_room"} 2
+# HELP sectunnel_tap_offload_segments_total Frames cut out of super-frames read from the TAP (direction tx: guest to wire) or joined into super-frames written to it (rx), by domain.
+# TYPE sectunnel_tap_offload_segments_total counter
+sectunnel_tap_offload_segments_total{domain="web1",direction="tx"} 5400
+sectunnel_tap_offload_segments_total{domain="web1",direction="rx"} 9000
 # HELP sectunnel_fragmented_total Encapsulated frames larger than the underlay MTU, sent as outer IP fragments.
 # TYPE sectunnel_fragmented_total counter
 # HELP sectunnel_pool_free Free packet buffers in the pool.

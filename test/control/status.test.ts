@@ -315,6 +315,24 @@ describe('sectunnel status', () => {
     expect(formatStatus({ ...REPORT, attachments: [] })).not.toContain('ATTACHED AT RUN TIME');
   });
 
+  it('prints the TAP offload work and drops by reason per domain, and the underlay GSO/GRO line', () => {
+    const offload = {
+      gsoFrames: 120, gsoSegments: 5400, csumCompleted: 7, groFrames: 300, groSegments: 9000,
+      dropBadFrame: 0, dropBadGsoType: 1, dropBadGsoSize: 0, dropBadHdrLen: 0, dropBadCsum: 0, dropTooBig: 0, dropNoRoom: 2,
+    };
+    const text = formatStatus({
+      ...REPORT,
+      underlay: { address: '192.0.2.1', port: 4500, transport: 'udp', offload: { gso: 1, gro: 1, gsoSends: 40, gsoSegments: 2500, gsoFallbacks: 0, gsoErrno: 0, groDatagrams: 30, groSegments: 1900, groCarried: 0 } },
+      domains: [{ ...REPORT.domains![0]!, offload }],
+    });
+    expect(text).toContain('underlay offloads: GSO on (40 sends carrying 2500 packets, 0 refused), GRO on (30 datagrams split into 1900)');
+    expect(table(text, 'TAP OFFLOADS')).toEqual([
+      ['DOMAIN', 'SUPER-FRAMES READ → FRAMES', 'FRAMES → SUPER-FRAMES WRITTEN', 'CHECKSUMS COMPLETED', 'DROPS'],
+      ['web1', '120 → 5400', '9000 → 300', '7', 'bad_gso_type 1, no_room 2'],
+    ]);
+    expect(formatStatus(REPORT)).not.toContain('TAP OFFLOADS');
+  });
+
   it('prints peers, SAs, labels, domains, non-zero drops with a total, pool and guest MTU', () => {
     const text = formatStatus(REPORT);
     expect(text.split('\n')[0]).toBe('sectunnel 0.1.0 on host hv1, pid 4242, up 3h00m');

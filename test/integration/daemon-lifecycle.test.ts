@@ -90,6 +90,13 @@ describe('sectunnel status and /metrics', () => {
     expect(a1).toMatchObject({ label: 'red', interface: 'sta1', kind: 'tap' });
     expect(a1.framesFromGuest).toBeGreaterThanOrEqual(6);
     expect(a1.framesToGuest).toBeGreaterThanOrEqual(6);
+    // The TAPs the daemon created run with offloads; none of their work was dropped (pings are
+    // plain frames, so nothing needed cutting or joining); the UDP socket uses GSO and GRO.
+    expect(a1.offload).toBeDefined();
+    expect(Object.entries(a1.offload!).filter(([k, n]) => k.startsWith('drop') && n !== 0)).toEqual([]);
+    expect(r.underlay!.offload).toMatchObject({ gso: 1, gro: 1 });
+    expect(metrics).toMatch(/^sectunnel_tap_offload_segments_total\{domain="a1",direction="tx"\} \d+$/m);
+    expect(table.stdout).toContain('TAP OFFLOADS');
     expect(r.labels!.find((l) => l.name === 'red')!.fdbEntries).toBeGreaterThanOrEqual(2);
     expect(r.pool!.total).toBe(4096);
     expect(r.pool!.free).toBeGreaterThan(0);

@@ -217,6 +217,10 @@ export class Daemon implements DaemonView {
   reloads = 0;
   reloadsRefused = 0;
   private readonly transport: OpenTransport;
+  /** The underlay socket's GSO/GRO counters (DaemonView), null for raw ESP. */
+  underlayOffload(): Record<string, number> | null {
+    return this.transport.offloadStats();
+  }
   /** Where outbound sequence marks are kept. */
   readonly seqStore: SeqStore;
   private control: ControlServer | null = null;

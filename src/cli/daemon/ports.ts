@@ -46,16 +46,21 @@ export function tapOffloadDefault(create: boolean, env: NodeJS.ProcessEnv = proc
 
 /** The port spec of a configured domain. */
 export function portSpecOf(d: DaemonDomainConfig): PortSpec {
-  if (d.tap !== undefined) return { kind: 'tap', name: d.tap.name, create: d.tap.create, ...(d.tap.mtu !== undefined && { mtu: d.tap.mtu }) };
+  if (d.tap !== undefined) {
+    const t = d.tap;
+    return { kind: 'tap', name: t.name, create: t.create, ...(t.mtu !== undefined && { mtu: t.mtu }), ...(t.offload !== undefined && { offload: t.offload }) };
+  }
   return { kind: 'attach', name: d.attach.interface, create: false };
 }
 
 /**
- * True if a port opened for `a` serves `b` too: same kind and interface. An MTU change is
- * applied in place; `create` only matters when a TAP is opened, so flipping it keeps the port.
+ * True if a port opened for `a` serves `b` too: same kind, interface and configured TAP
+ * offloads (`tap.offload` is applied when the TAP is opened, so changing it reopens the port).
+ * An MTU change is applied in place; `create` only matters when a TAP is opened, so flipping
+ * it keeps the port (and the offloads it was opened with).
  */
 export function samePort(a: PortSpec, b: PortSpec): boolean {
-  return a.kind === b.kind && a.name === b.name;
+  return a.kind === b.kind && a.name === b.name && (a.offload ?? null) === (b.offload ?? null);
 }
 
 /** A guest port and the domain it serves now; `domainId` -1 while it is being closed. */

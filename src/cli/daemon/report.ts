@@ -10,12 +10,13 @@ import type { AuditLog } from '../../control/audit-log.js';
 import type { DaemonConfig } from '../../control/config.js';
 import type { MetricSample, MetricsSnapshot } from '../../control/metrics.js';
 import { effectiveGreKey } from '../../control/replay-config.js';
-import { STATUS_REPORT_VERSION, type AttachmentStatus, type SaStatus, type StatusReport } from '../../control/status-report.js';
+import { STATUS_REPORT_VERSION, tapOffloadDrops, type AttachmentStatus, type SaStatus, type StatusReport } from '../../control/status-report.js';
 import type { Auditor } from '../../core/audit.js';
 import { DISCARD_REASONS, DROP_REASONS, Reason } from '../../core/reasons.js';
 import type { InboundSa, OutboundSa } from '../../core/sa.js';
 import type { Tables } from '../../core/tables.js';
 import type { Dataplane } from './dataplane.js';
+import { TapDevice, type TapOffloadStats } from '../../io/tap.js';
 import type { PortHandle } from './ports.js';
 import type { Handshakes } from './handshake.js';
 import type { SaRegistry } from './sas.js';
@@ -44,6 +45,14 @@ export interface DaemonView {
   readonly auditor: Auditor;
   /** Runtime attachments (the overlay on the config file). */
   readonly attachments: readonly AttachmentStatus[];
+  /** The underlay socket's GSO/GRO counters, or null (raw ESP). */
+  underlayOffload(): Record<string, number> | null;
+}
+
+/** A domain's TAP offload counters, or null (no TAP offloads on its port). */
+function tapOffloadOf(v: DaemonView, domain: string): TapOffloadStats | null {
+  const port = v.ports.get(domain)?.port;
+  return port instanceof TapDevice && port.offload ? port.offloadStats() : null;
 }
 
 function hex8(n: number): string {
@@ -62,6 +71,7 @@ function outState(sa: OutboundSa): string {
 /** The `status` reply at `nowMs`. */
 export function statusReport(v: DaemonView, nowMs: number): StatusReport {
   const { cfg, tables: t } = v;
+  const underlayOffload = v.underlayOffload();
   const sas: SaStatus[] = [];
   const sessions = new Map((v.handshakes?.status(nowMs) ?? []).map((x) => [x.peer, x]));
   const inbound = [...v.sas.inboundEntries(), ...(v.handshakes?.inboundEntries() ?? [])];
@@ -104,7 +114,12 @@ export function statusReport(v: DaemonView, nowMs: number): StatusReport {
     startedAt: new Date(v.startedAtMs).toISOString(),
     configFile: v.configFile,
     crypto: { algorithm: cfg.crypto.algorithm, backend: v.backend },
-    underlay: { address: cfg.underlay.address, port: cfg.underlay.transport === 'udp' ? cfg.underlay.port : 0, transport: cfg.underlay.transport },
+    underlay: {
+      address: cfg.underlay.address,
+      port: cfg.underlay.transport === 'udp' ? cfg.underlay.port : 0,
+      transport: cfg.underlay.transport,
+      ...(underlayOffload !== null && { offload: underlayOffload }),
+    },
     mtu: { underlayMtu: v.mtu.underlayMtu, overheadBytes: v.mtu.overheadBytes, guestMtu: v.mtu.guestMtu },
     pool: { free: v.pool.available, total: v.pool.capacity },
     peers: cfg.peers.map((p) => {
@@ -141,6 +156,7 @@ export function statusReport(v: DaemonView, nowMs: number): StatusReport {
     labels: t.labels.labels.map((l) => ({ name: l.name, vlan: l.vlan, greKey: l.greKey, context: l.context, fdbEntries: t.fdb.size(l.id) })),
     domains: cfg.domains.map((d) => {
       const id = t.domains.idOf(d.name);
+      const offload = tapOffloadOf(v, d.name);
       return {
         name: d.name,
         label: d.label,
@@ -149,6 +165,7 @@ export function statusReport(v: DaemonView, nowMs: number): StatusReport {
         macs: [...d.macs],
         framesFromGuest: id >= 0 ? t.traffic.domainIn[id]! : 0,
         framesToGuest: id >= 0 ? t.traffic.domainOut[id]! : 0,
+        ...(offload !== null && { offload: { ...offload } }),
       };
     }),
     reasons: t.counters.toJSON(),
@@ -200,6 +217,7 @@ export function metricsSnapshot(v: DaemonView): MetricsSnapshot {
     bytes,
     saPackets,
     replayDrops: replay,
+    ...tapOffloadMetrics(v),
     fragmented: v.dataplane.fragmented,
     poolFree: v.pool.available,
     fdbEntries: t.labels.labels.map((l) => ({ labels: { label: l.name }, value: t.fdb.size(l.id) })),
@@ -208,6 +226,20 @@ export function metricsSnapshot(v: DaemonView): MetricsSnapshot {
     auditLost: v.auditLog.lost,
     info: [{ labels: { version: SECTUNNEL_VERSION, crypto_backend: v.backend }, value: 1 }],
   };
+}
+
+/** The TAP offload families: drops by domain and reason, segments by domain and direction. */
+function tapOffloadMetrics(v: DaemonView): Pick<MetricsSnapshot, 'tapOffloadDrops' | 'tapOffloadSegments'> {
+  const drops: MetricSample<'domain' | 'reason'>[] = [];
+  const segments: MetricSample<'domain' | 'direction'>[] = [];
+  for (const d of v.cfg.domains) {
+    const s = tapOffloadOf(v, d.name);
+    if (s === null) continue;
+    for (const [reason, n] of tapOffloadDrops(s)) drops.push({ labels: { domain: d.name, reason }, value: n });
+    segments.push({ labels: { domain: d.name, direction: 'tx' }, value: s.gsoSegments });
+    segments.push({ labels: { domain: d.name, direction: 'rx' }, value: s.groSegments });
+  }
+  return { tapOffloadDrops: drops, tapOffloadSegments: segments };
 }
 
 /** The label names of a config with their wire names, for the start log line. */

@@ -37,6 +37,8 @@ export interface OpenTransport {
   readonly inputKind: number;
   /** UDP port bound (0 for raw ESP). */
   readonly port: number;
+  /** The UDP socket's GSO/GRO counters; null for raw ESP (no offloads). */
+  offloadStats(): Record<string, number> | null;
 }
 
 /** Datagrams per receive batch. */
@@ -48,10 +50,10 @@ export async function openTransport(cfg: DaemonConfig, pool: PacketPool): Promis
   try {
     if (u.transport === 'esp') {
       const t = await RawEspTransport.bind({ address: u.address, family: u.family, pool, batchPackets: TRANSPORT_BATCH_PACKETS });
-      return { transport: t, impl: 'esp-raw', inputKind: DecapInput.esp, port: 0 };
+      return { transport: t, impl: 'esp-raw', inputKind: DecapInput.esp, port: 0, offloadStats: () => null };
     }
     const t = await UdpTransport.bind({ address: u.address, port: u.port, family: u.family, pool, batchPackets: TRANSPORT_BATCH_PACKETS });
-    return { transport: t, impl: `udp-${t.impl}`, inputKind: DecapInput.udpPayload, port: t.port };
+    return { transport: t, impl: `udp-${t.impl}`, inputKind: DecapInput.udpPayload, port: t.port, offloadStats: () => ({ ...t.offloadStats() }) };
   } catch (e) {
     const where = u.transport === 'esp' ? `raw ESP on ${u.address}` : `UDP ${u.family === 6 ? `[${u.address}]` : u.address}:${u.port}`;
     throw new DaemonError('ST_DAEMON_TRANSPORT', `underlay: cannot open ${where}: ${(e as Error).message}`, e);
