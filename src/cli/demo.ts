@@ -20,13 +20,12 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, mkdirSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { callControl } from '../control/status-client.js';
 import type { StatusReport } from '../control/status-report.js';
 import { ioAddon } from '../io/tap.js';
 import { namespacesWithPrefix, removeStaleNamespaces, runCommand } from '../io/netns.js';
 import { nativeLoadError } from '../native.js';
-import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './errors.js';
+import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandArgs } from './errors.js';
 import { registerSubcommand } from './main.js';
 import {
   DEMO_LABELS,
@@ -551,17 +550,11 @@ async function cleanup(out: ProgressSink): Promise<number> {
 
 /** Runs `sectunnel demo` with `argv` (after the subcommand name); returns the exit status. */
 export async function runDemo(argv: string[]): Promise<number> {
-  let values: { keep?: boolean; json?: boolean; cleanup?: boolean; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { keep: { type: 'boolean' }, json: { type: 'boolean' }, cleanup: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new CliError(`${(e as Error).message}\n\n${HELP}`, EXIT_USAGE);
-  }
+  const { values } = parseCommandArgs(
+    argv,
+    { keep: { type: 'boolean' }, json: { type: 'boolean' }, cleanup: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    HELP,
+  );
   if (values.help) {
     process.stdout.write(HELP + '\n');
     return EXIT_OK;

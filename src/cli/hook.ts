@@ -18,7 +18,6 @@
  * libvirt would kill a running one, so a failed reconnect always exits 0).
  */
 import { appendFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { ConfigError } from '../control/config-errors.js';
 import type { AttachNic } from '../control/libvirt-attach.js';
 import { readLibvirtDomain } from '../control/libvirt-domain.js';
@@ -27,7 +26,7 @@ import { parseLibvirtNetwork } from '../control/libvirt-network.js';
 import { networkRef } from '../control/libvirt.js';
 import { parseXml, readXmlFile } from '../control/xml.js';
 import { callAttach, formatAttachSummary, socketOf } from './attach.js';
-import { CliError, EXIT_USAGE } from './errors.js';
+import { CliError, EXIT_USAGE, parseCommandArgs } from './errors.js';
 import { registerSubcommand } from './main.js';
 
 /** Default deadline of one hook run: libvirt waits for the hook while it starts or stops a guest. */
@@ -81,26 +80,19 @@ class Deadline extends Error {}
 
 /** Runs `sectunnel hook` with `argv`; returns the exit status (see HELP), throws CliError for bad arguments. */
 export async function runHook(argv: string[], io: HookIo): Promise<number> {
-  let values: { network?: string; config?: string; socket?: string; timeout?: string; strict?: boolean; log?: string; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: {
-        network: { type: 'string' },
-        config: { type: 'string' },
-        socket: { type: 'string' },
-        timeout: { type: 'string' },
-        strict: { type: 'boolean' },
-        log: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: true,
-    }));
-  } catch (e) {
-    throw new CliError(`${(e as Error).message}\n\n${HELP}`, EXIT_USAGE);
-  }
+  const { values, positionals } = parseCommandArgs(
+    argv,
+    {
+      network: { type: 'string' },
+      config: { type: 'string' },
+      socket: { type: 'string' },
+      timeout: { type: 'string' },
+      strict: { type: 'boolean' },
+      log: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    HELP, true,
+  );
   if (values.help) {
     io.err.write(HELP + '\n');
     return 0;

@@ -10,12 +10,11 @@
  */
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { daemonConfigSchema } from '../control/config.js';
 import { DEFAULT_LIBVIRT_SECRETS_DIR, importLibvirt, type PortKind } from '../control/libvirt.js';
 import { formatOf, parseConfigText, type ConfigFormat } from '../control/load.js';
-import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js';
+import { CliError, EXIT_FAILURE, EXIT_USAGE, parseCommandArgs } from './errors.js';
 import { registerSubcommand } from './main.js';
 
 const HELP = `usage: sectunnel import-libvirt NETWORK.xml [DOMAIN.xml …] [--host-name NAME] [--underlay ADDRESS]
@@ -53,27 +52,20 @@ export interface ImportOutput {
 
 /** Runs `sectunnel import-libvirt` with `argv` (after the subcommand name); returns the exit status, throws CliError or ConfigError. */
 export async function runImportLibvirt(argv: string[], io: ImportOutput = { out: process.stdout, err: process.stderr }): Promise<number> {
-  let values: { 'host-name'?: string; underlay?: string; 'host-key'?: string; secrets?: string; port?: string; out?: string; format?: string; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: {
-        'host-name': { type: 'string' },
-        underlay: { type: 'string' },
-        'host-key': { type: 'string' },
-        secrets: { type: 'string' },
-        port: { type: 'string' },
-        out: { type: 'string' },
-        format: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: true,
-    }));
-  } catch (e) {
-    throw new CliError(`${(e as Error).message}\n\n${HELP}`, EXIT_USAGE);
-  }
+  const { values, positionals } = parseCommandArgs(
+    argv,
+    {
+      'host-name': { type: 'string' },
+      underlay: { type: 'string' },
+      'host-key': { type: 'string' },
+      secrets: { type: 'string' },
+      port: { type: 'string' },
+      out: { type: 'string' },
+      format: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    HELP, true,
+  );
   if (values.help) {
     io.out.write(HELP + '\n');
     return 0;

@@ -5,7 +5,6 @@
  * Stages: arguments → key (fresh, or read from --key FILE / stdin) → file (mode 0600,
  * never overwritten without --force) or stdout.
  */
-import { parseArgs } from 'node:util';
 import {
   KeyFileError,
   encodeKey,
@@ -16,7 +15,7 @@ import {
   publicKeyOf,
   writeSecretKeyFile,
 } from '../control/keys.js';
-import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js';
+import { CliError, EXIT_FAILURE, EXIT_USAGE, parseCommandArgs } from './errors.js';
 import { registerSubcommand } from './main.js';
 
 const KEYGEN_HELP = `usage: sectunnel keygen [--out FILE [--force]] [--psk]
@@ -58,14 +57,6 @@ async function readAllStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('latin1');
 }
 
-function parse<T extends Record<string, { type: 'string' | 'boolean'; short?: string }>>(argv: string[], options: T, help: string) {
-  try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
-  } catch (e) {
-    throw new CliError(`${(e as Error).message}\n\n${help}`, EXIT_USAGE);
-  }
-}
-
 function keyError(e: unknown): never {
   if (e instanceof KeyFileError) {
     const usage = e.code === 'KEY_EXISTS' || e.code === 'KEY_MALFORMED' || e.code === 'KEY_MODE';
@@ -76,7 +67,7 @@ function keyError(e: unknown): never {
 
 /** Runs `sectunnel keygen` with `argv` (after the subcommand name); returns the exit status, throws CliError. */
 export async function runKeygen(argv: string[], io: KeysIo = { stdout: process.stdout }): Promise<number> {
-  const v = parse(argv, { out: { type: 'string' }, force: { type: 'boolean' }, psk: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, KEYGEN_HELP);
+  const v = parseCommandArgs(argv, { out: { type: 'string' }, force: { type: 'boolean' }, psk: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, KEYGEN_HELP).values;
   if (v.help) {
     io.stdout.write(KEYGEN_HELP + '\n');
     return 0;
@@ -102,7 +93,7 @@ export async function runKeygen(argv: string[], io: KeysIo = { stdout: process.s
 
 /** Runs `sectunnel pubkey` with `argv`; returns the exit status, throws CliError. */
 export async function runPubkey(argv: string[], io: KeysIo = { stdout: process.stdout }): Promise<number> {
-  const v = parse(argv, { key: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, PUBKEY_HELP);
+  const v = parseCommandArgs(argv, { key: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, PUBKEY_HELP).values;
   if (v.help) {
     io.stdout.write(PUBKEY_HELP + '\n');
     return 0;

@@ -6,9 +6,8 @@
  * Stages: arguments → socket path (--socket; else --config's control.socket;
  * else the only socket in /run/sectunnel) → control method `rekey {peer}` → one line.
  */
-import { parseArgs } from 'node:util';
 import { callControl, ControlClientError } from '../control/status-client.js';
-import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js';
+import { CliError, EXIT_FAILURE, EXIT_USAGE, parseCommandArgs } from './errors.js';
 import { registerSubcommand } from './main.js';
 import { controlSocket, type StatusOutput } from './status.js';
 
@@ -26,18 +25,12 @@ Exit status: 0 started (or one already pending), 1 no daemon or unknown peer, 2 
 
 /** Runs `sectunnel rekey` with `argv` (after the subcommand name); returns the exit status, throws CliError. */
 export async function runRekey(argv: string[], out: StatusOutput = process.stdout): Promise<number> {
-  let values: { socket?: string; config?: string; timeout?: string; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: { socket: { type: 'string' }, config: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: true,
-    }));
-  } catch (e) {
-    throw new CliError(`${(e as Error).message}\n\n${HELP}`, EXIT_USAGE);
-  }
+  const { values, positionals } = parseCommandArgs(
+    argv,
+    { socket: { type: 'string' }, config: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    HELP,
+    true,
+  );
   if (values.help) {
     out.write(HELP + '\n');
     return 0;

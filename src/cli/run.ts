@@ -7,12 +7,11 @@
  * 2 bad arguments, an invalid config (one line per problem), or static keys
  * without --insecure-static-keys.
  */
-import { parseArgs } from 'node:util';
 import { ConfigError } from '../control/config-errors.js';
 import { Logger } from '../control/log.js';
 import { Daemon } from './daemon/daemon.js';
 import { DaemonError } from './daemon/errors.js';
-import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js';
+import { CliError, EXIT_FAILURE, EXIT_USAGE, parseCommandArgs } from './errors.js';
 import { registerSubcommand } from './main.js';
 
 /** How long a stop may take before the process exits anyway. */
@@ -56,23 +55,17 @@ export interface RunOutput {
 
 /** Runs `sectunnel run` with `argv` (after the subcommand name); resolves with the exit status when the daemon stops. */
 export async function runRun(argv: string[], out: RunOutput = process.stdout): Promise<number> {
-  let values: { config?: string; 'insecure-static-keys'?: boolean; user?: string; 'reset-seq-state'?: boolean; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string' },
-        'insecure-static-keys': { type: 'boolean' },
-        user: { type: 'string' },
-        'reset-seq-state': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new CliError(`${(e as Error).message}\n\n${HELP}`, EXIT_USAGE);
-  }
+  const { values } = parseCommandArgs(
+    argv,
+    {
+      config: { type: 'string' },
+      'insecure-static-keys': { type: 'boolean' },
+      user: { type: 'string' },
+      'reset-seq-state': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    HELP,
+  );
   if (values.help) {
     out.write(HELP + '\n');
     return 0;

@@ -7,12 +7,11 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadHostConfig } from '../control/libvirt-host.js';
 import { callControl, ControlClientError } from '../control/status-client.js';
 import { tapOffloadDrops, type StatusReport } from '../control/status-report.js';
 import { DISCARD_REASONS, DROP_REASONS } from '../core/reasons.js';
-import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js';
+import { CliError, EXIT_FAILURE, EXIT_USAGE, parseCommandArgs } from './errors.js';
 import { registerSubcommand } from './main.js';
 
 /** Where daemons put their sockets by default (config.ts defaultControlSocket). */
@@ -41,23 +40,17 @@ export interface StatusOutput {
 
 /** Runs `sectunnel status` with `argv` (after the subcommand name); returns the exit status, throws CliError. */
 export async function runStatus(argv: string[], out: StatusOutput = process.stdout): Promise<number> {
-  let values: { socket?: string; config?: string; json?: boolean; timeout?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        socket: { type: 'string' },
-        config: { type: 'string' },
-        json: { type: 'boolean' },
-        timeout: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new CliError(`${(e as Error).message}\n\n${HELP}`, EXIT_USAGE);
-  }
+  const { values } = parseCommandArgs(
+    argv,
+    {
+      socket: { type: 'string' },
+      config: { type: 'string' },
+      json: { type: 'boolean' },
+      timeout: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    HELP,
+  );
   if (values.help) {
     out.write(HELP + '\n');
     return 0;
