@@ -7,16 +7,16 @@
 // transpiled copy of src/; configs and results go through JSON files.
 // Namespaces are st-att-…, removed after the file.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { constants as osConstants, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import ts from 'typescript';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HEADROOM_BYTES, TAILROOM_BYTES } from '../../src/buf/constants.js';
 import { PacketPool } from '../../src/buf/pool.js';
 import { AttachPort } from '../../src/io/attach.js';
 import { World, type NsProcess } from '../../src/io/netns.js';
 import { itWith } from '../helpers/tools.js';
+import { ioChildTree } from '../helpers/child-tree.js';
 
 const ROOT = resolve(__dirname, '..', '..');
 const NATIVE_PATH = process.env.SECTUNNEL_NATIVE_PATH ?? join(ROOT, 'native-fallback', 'build', 'Release', 'sectunnel_native.node');
@@ -242,25 +242,7 @@ let tree: string | null = null;
 /** Transpiles the modules the child needs into a temporary tree with the child script (once). */
 function childTree(): string {
   if (tree) return tree;
-  const out = mkdtempSync(join(tmpdir(), 'st-att-child-'));
-  const files = [
-    'src/native.ts',
-    'src/wire/constants.ts',
-    ...readdirSync(join(ROOT, 'src/buf')).filter((f) => f.endsWith('.ts')).map((f) => `src/buf/${f}`),
-    'src/io/rx-ring.ts',
-    'src/io/tap.ts',
-    'src/io/attach.ts',
-  ];
-  for (const rel of files) {
-    const js = ts.transpileModule(readFileSync(join(ROOT, rel), 'utf8'), {
-      compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 },
-    }).outputText;
-    const dest = join(out, rel.replace(/\.ts$/, '.js'));
-    mkdirSync(dirname(dest), { recursive: true });
-    writeFileSync(dest, js);
-  }
-  writeFileSync(join(out, 'package.json'), '{"type":"module"}');
-  writeFileSync(join(out, 'child.js'), CHILD);
+  const out = ioChildTree('st-att-child-', { 'child.js': CHILD });
   tree = out;
   return out;
 }

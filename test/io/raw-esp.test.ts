@@ -3,10 +3,8 @@
 // transport runs in a child process (`ip netns exec`) over a transpiled copy of
 // src/; children exchange configs and results through JSON files. Namespaces
 // are st-raw-…, removed after the file (also on failure, by World).
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import ts from 'typescript';
+import { readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HEADROOM_BYTES } from '../../src/buf/constants.js';
 import { PacketPool } from '../../src/buf/pool.js';
@@ -14,6 +12,7 @@ import { World, type NsProcess } from '../../src/io/netns.js';
 import { RawEspTransport, errnoFromMessage, isDropErrno } from '../../src/io/raw-esp.js';
 import { IoError } from '../../src/io/tap.js';
 import { itWith } from '../helpers/tools.js';
+import { ioChildTree } from '../helpers/child-tree.js';
 
 const ROOT = resolve(__dirname, '..', '..');
 
@@ -117,26 +116,7 @@ if (cfg.role === 'recv') {
 
 /** Transpiles the modules the child needs into a temporary tree with the child script. */
 function childTree(): string {
-  const out = mkdtempSync(join(tmpdir(), 'st-raw-child-'));
-  const files = [
-    'src/native.ts',
-    'src/wire/constants.ts',
-    ...readdirSync(join(ROOT, 'src/buf')).filter((f) => f.endsWith('.ts')).map((f) => `src/buf/${f}`),
-    'src/io/rx-ring.ts',
-    'src/io/tap.ts',
-    'src/io/udp.ts',
-    'src/io/raw-esp.ts',
-  ];
-  for (const rel of files) {
-    const js = ts.transpileModule(readFileSync(join(ROOT, rel), 'utf8'), {
-      compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 },
-    }).outputText;
-    const dest = join(out, rel.replace(/\.ts$/, '.js'));
-    mkdirSync(dirname(dest), { recursive: true });
-    writeFileSync(dest, js);
-  }
-  writeFileSync(join(out, 'package.json'), '{"type":"module"}');
-  writeFileSync(join(out, 'child.js'), CHILD);
+  const out = ioChildTree('st-raw-child-', { 'child.js': CHILD });
   return out;
 }
 

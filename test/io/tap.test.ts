@@ -3,17 +3,16 @@
 // ARP and ICMP into our reader, and our crafted replies must satisfy it.
 // Namespaces are named st-io-<pid>-…, interfaces st-io-<pid>…; all are removed.
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import ts from 'typescript';
 import { afterAll, describe, expect } from 'vitest';
 import { HEADROOM_BYTES, TAILROOM_BYTES } from '../../src/buf/constants.js';
 import type { PacketBuf } from '../../src/buf/packet-buf.js';
 import { PacketPool } from '../../src/buf/pool.js';
 import { TapDevice } from '../../src/io/tap.js';
 import { itWith } from '../helpers/tools.js';
+import { ioChildTree } from '../helpers/child-tree.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(__dirname, '..', '..');
@@ -288,21 +287,7 @@ describe('TapDevice', () => {
 
 /** Transpiles the modules a child process needs (native, buf, wire constants, io) into a temporary tree. */
 function childTree(): string {
-  const out = mkdtempSync(join(tmpdir(), 'st-io-child-'));
-  const files = [
-    'src/native.ts',
-    'src/wire/constants.ts',
-    ...['src/buf', 'src/io'].flatMap((d) => readdirSync(join(ROOT, d)).filter((f) => f.endsWith('.ts')).map((f) => `${d}/${f}`)),
-  ];
-  for (const rel of files) {
-    const js = ts.transpileModule(readFileSync(join(ROOT, rel), 'utf8'), {
-      compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 },
-    }).outputText;
-    const dest = join(out, rel.replace(/\.ts$/, '.js'));
-    mkdirSync(dirname(dest), { recursive: true });
-    writeFileSync(dest, js);
-  }
-  writeFileSync(join(out, 'package.json'), '{"type":"module"}');
+  const out = ioChildTree('st-io-child-');
   return out;
 }
 

@@ -4,17 +4,16 @@
 // The refusal test runs a child process in a namespace `st-h8u-…` whose loopback MTU is small.
 import { execFile, spawn } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { HEADROOM_BYTES } from '../../src/buf/constants.js';
 import type { PacketBuf } from '../../src/buf/packet-buf.js';
 import { PacketPool } from '../../src/buf/pool.js';
 import { UdpTransport, offloadOption, type UdpBindOptions } from '../../src/io/udp.js';
 import { itWith } from '../helpers/tools.js';
+import { ioChildTree } from '../helpers/child-tree.js';
 
 const ROOT = resolve(__dirname, '..', '..');
 const sh = promisify(execFile);
@@ -223,21 +222,7 @@ describe('UDP offloads (native)', () => {
 
 /** src/buf, src/io and what they import, transpiled to ES modules in a temporary folder (for a child process). */
 function childTree(): string {
-  const out = mkdtempSync(join(tmpdir(), 'st-h8u-child-'));
-  const files = [
-    'src/native.ts',
-    'src/wire/constants.ts',
-    ...['src/buf', 'src/io'].flatMap((d) => readdirSync(join(ROOT, d)).filter((f) => f.endsWith('.ts')).map((f) => `${d}/${f}`)),
-  ];
-  for (const rel of files) {
-    const js = ts.transpileModule(readFileSync(join(ROOT, rel), 'utf8'), {
-      compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 },
-    }).outputText;
-    const dest = join(out, rel.replace(/\.ts$/, '.js'));
-    mkdirSync(dirname(dest), { recursive: true });
-    writeFileSync(dest, js);
-  }
-  writeFileSync(join(out, 'package.json'), '{"type":"module"}');
+  const out = ioChildTree('st-h8u-child-');
   return out;
 }
 
