@@ -201,7 +201,7 @@ describe('conformance: replay decap cases', () => {
     expect(r.status).toBe(0);
     const got = r.verdicts.map((v) => ({ frame: v.frame, v: v.verdict, reason: v.reason, d: v.delivered }));
     const want = c.expect.map((e, i) => ({ frame: i + 1, v: e.v, reason: e.reason ?? null, d: (e.d ?? []).map(toHex) }));
-    expect(got, `replay files kept in ${r.dir}`).toEqual(want);
+    expect(got, `replay files in ${r.dir} (kept with ST_KEEP_REPLAY_FILES=1)`).toEqual(want);
     expect(r.out.map(toHex)).toEqual(c.expect.flatMap((e) => (e.d ?? []).map(toHex)));
   });
 

@@ -1,5 +1,5 @@
 // Runs `sectunnel replay` in-process on temp files and reads its outputs back.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../src/cli/main.js';
@@ -19,6 +19,7 @@ export interface ReplayRun {
   verdicts: ReplayVerdict[];
   /** Frames of OUT.pcap. */
   out: Uint8Array[];
+  /** The folder of the run's files; removed before replay() returns unless ST_KEEP_REPLAY_FILES=1. */
   dir: string;
 }
 
@@ -31,9 +32,13 @@ export async function replay(config: unknown, frames: Uint8Array[], extra: strin
   writeFileSync(inp, encodePcap(linkType as 1, frames.map((data, i) => ({ data, tsSec: 1_700_000_000 + i, tsUsec: 0 }))));
   const out = join(dir, 'out.pcap');
   const verdicts = join(dir, 'verdicts.jsonl');
-  const status = await main(['replay', '--config', cfg, '--in', inp, '--out', out, '--verdicts', verdicts, ...extra]);
-  if (status !== 0) return { status, verdicts: [], out: [], dir };
-  const lines = readFileSync(verdicts, 'utf8').trim().split('\n').filter((l) => l.length > 0);
-  const parsed = parseCapture(new Uint8Array(readFileSync(out)));
-  return { status, verdicts: lines.map((l) => JSON.parse(l) as ReplayVerdict), out: parsed.records.map((r) => r.data.slice()), dir };
+  try {
+    const status = await main(['replay', '--config', cfg, '--in', inp, '--out', out, '--verdicts', verdicts, ...extra]);
+    if (status !== 0) return { status, verdicts: [], out: [], dir };
+    const lines = readFileSync(verdicts, 'utf8').trim().split('\n').filter((l) => l.length > 0);
+    const parsed = parseCapture(new Uint8Array(readFileSync(out)));
+    return { status, verdicts: lines.map((l) => JSON.parse(l) as ReplayVerdict), out: parsed.records.map((r) => r.data.slice()), dir };
+  } finally {
+    if (process.env.ST_KEEP_REPLAY_FILES !== '1') rmSync(dir, { recursive: true, force: true });
+  }
 }
