@@ -10,12 +10,11 @@
  */
 import { parseArgs } from 'node:util';
 import { AttachError, checkDomainName, checkInterfaceName, checkMac, type AttachNic } from '../control/libvirt-attach.js';
-import { loadHostConfig } from '../control/libvirt-host.js';
 import { callControl, ControlClientError } from '../control/status-client.js';
 import type { AttachSummary } from './daemon/daemon.js';
 import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js';
 import { registerSubcommand } from './main.js';
-import { controlSocket, type StatusOutput } from './status.js';
+import { controlSocket, timeoutMsOf, type StatusOutput } from './status.js';
 
 const SOCKET_HELP = `  --socket PATH         the daemon's control socket (config control.socket)
   --config FILE         read the socket path from the daemon's config (or network XML)
@@ -67,21 +66,6 @@ const SOCKET_OPTIONS = {
 
 function usage(message: string, help: string): CliError {
   return new CliError(`${message}\n\n${help}`, EXIT_USAGE);
-}
-
-function timeoutOf(v: string | undefined): number {
-  if (v === undefined) return 5000;
-  const n = Number(v);
-  if (!/^[0-9]+$/.test(v) || n < 1 || n > 600_000) throw new CliError(`--timeout ${v}: expected milliseconds, an integer in 1..600000`, EXIT_USAGE);
-  return n;
-}
-
-/** The socket of the daemon: --socket, else --config's (a config file or network XML), else the one in /run/sectunnel. */
-export async function socketOf(values: { socket?: string | undefined; config?: string | undefined }): Promise<string> {
-  if (values.socket !== undefined && values.config !== undefined) throw new CliError('give --socket or --config, not both', EXIT_USAGE);
-  if (values.socket !== undefined) return values.socket;
-  if (values.config !== undefined) return (await loadHostConfig(values.config)).cfg.control.socket;
-  return controlSocket({});
 }
 
 /** A local check failure as "--flag value: why" (exit 2). */
@@ -178,8 +162,8 @@ export async function runAttach(argv: string[], out: StatusOutput = process.stdo
     macs,
     ...(values.name !== undefined && { name: values.name }),
   };
-  const timeoutMs = timeoutOf(values.timeout);
-  const socket = await socketOf(values);
+  const timeoutMs = timeoutMsOf(values.timeout);
+  const socket = await controlSocket(values);
   const reply = await callAttach(socket, 'attach', { domain, interfaces: [nic] }, timeoutMs);
   out.write(formatAttachSummary(reply));
   return 0;
@@ -210,8 +194,8 @@ export async function runDetach(argv: string[], out: StatusOutput = process.stdo
   } catch (e) {
     throw flagError(e, values.interface !== undefined && (e as Error).message.startsWith('interface') ? 'interface' : 'domain');
   }
-  const timeoutMs = timeoutOf(values.timeout);
-  const socket = await socketOf(values);
+  const timeoutMs = timeoutMsOf(values.timeout);
+  const socket = await controlSocket(values);
   const reply = await callAttach(
     socket,
     'detach',

@@ -25,7 +25,8 @@ import { isLibvirtConfig } from '../control/libvirt-host.js';
 import { parseLibvirtNetwork } from '../control/libvirt-network.js';
 import { networkRef } from '../control/libvirt.js';
 import { parseXml, readXmlFile } from '../control/xml.js';
-import { callAttach, formatAttachSummary, socketOf } from './attach.js';
+import { callAttach, formatAttachSummary } from './attach.js';
+import { controlSocket, timeoutMsOf } from './status.js';
 import { CliError, EXIT_USAGE, parseCommandArgs } from './errors.js';
 import { registerSubcommand } from './main.js';
 
@@ -101,11 +102,7 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
   if (guest === undefined || op === undefined) throw new CliError(`expected GUEST OPERATION SUB-OPERATION (libvirt's arguments)\n\n${HELP}`, EXIT_USAGE);
   const network = values.network ?? (values.config !== undefined && isLibvirtConfig(values.config) ? values.config : undefined);
   if (network === undefined) throw new CliError(`--network FILE (or --config FILE.xml) is required: the interfaces on it are attached\n\n${HELP}`, EXIT_USAGE);
-  let timeoutMs = HOOK_TIMEOUT_MS;
-  if (values.timeout !== undefined) {
-    timeoutMs = Number(values.timeout);
-    if (!/^[0-9]+$/.test(values.timeout) || timeoutMs < 1 || timeoutMs > 600_000) throw new CliError(`--timeout ${values.timeout}: expected milliseconds, an integer in 1..600000`, EXIT_USAGE);
-  }
+  const timeoutMs = timeoutMsOf(values.timeout, HOOK_TIMEOUT_MS);
   const startedMs = Date.now();
   const log = (level: 'info' | 'error', text: string): void => {
     const line = `${new Date().toISOString()} sectunnel-hook[${process.pid}]: ${level}: qemu ${guest} ${op} ${subop ?? '-'}${extra.length > 0 ? ` ${extra.join(' ')}` : ''}: ${text.replace(/\n/g, '; ')}\n`;
@@ -142,7 +139,7 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
     }
     if (nics !== undefined && nics.length === 0) return `no interface on network ${net.name}; nothing to do`;
     const remaining = Math.max(1, timeoutMs - (Date.now() - startedMs));
-    const socket = await socketOf({ socket: values.socket, config: values.socket === undefined ? values.config : undefined });
+    const socket = await controlSocket({ socket: values.socket, config: values.socket === undefined ? values.config : undefined });
     const reply = isAttach
       ? await callAttach(socket, 'attach', { domain: guest, interfaces: nics!, replace: true }, remaining)
       : await callAttach(socket, 'detach', { domain: guest, missingOk: true }, remaining);

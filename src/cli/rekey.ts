@@ -9,7 +9,7 @@
 import { callControl, ControlClientError } from '../control/status-client.js';
 import { CliError, EXIT_FAILURE, EXIT_USAGE, parseCommandArgs } from './errors.js';
 import { registerSubcommand } from './main.js';
-import { controlSocket, type StatusOutput } from './status.js';
+import { controlSocket, timeoutMsOf, type StatusOutput } from './status.js';
 
 const HELP = `usage: sectunnel rekey PEER [--socket PATH | --config FILE] [--timeout MS]
 
@@ -36,14 +36,7 @@ export async function runRekey(argv: string[], out: StatusOutput = process.stdou
     return 0;
   }
   if (positionals.length !== 1 || positionals[0] === '') throw new CliError(`expected one PEER name\n\n${HELP}`, EXIT_USAGE);
-  if (values.socket !== undefined && values.config !== undefined) throw new CliError('give --socket or --config, not both', EXIT_USAGE);
-  let timeoutMs = 5000;
-  if (values.timeout !== undefined) {
-    timeoutMs = Number(values.timeout);
-    if (!/^[0-9]+$/.test(values.timeout) || timeoutMs < 1 || timeoutMs > 600_000) {
-      throw new CliError(`--timeout ${values.timeout}: expected milliseconds, an integer in 1..600000`, EXIT_USAGE);
-    }
-  }
+  const timeoutMs = timeoutMsOf(values.timeout);
   const peer = positionals[0]!;
   const socket = await controlSocket(values);
   let reply: unknown;

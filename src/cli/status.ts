@@ -55,14 +55,7 @@ export async function runStatus(argv: string[], out: StatusOutput = process.stdo
     out.write(HELP + '\n');
     return 0;
   }
-  if (values.socket !== undefined && values.config !== undefined) throw new CliError('give --socket or --config, not both', EXIT_USAGE);
-  let timeoutMs = 5000;
-  if (values.timeout !== undefined) {
-    timeoutMs = Number(values.timeout);
-    if (!/^[0-9]+$/.test(values.timeout) || timeoutMs < 1 || timeoutMs > 600_000) {
-      throw new CliError(`--timeout ${values.timeout}: expected milliseconds, an integer in 1..600000`, EXIT_USAGE);
-    }
-  }
+  const timeoutMs = timeoutMsOf(values.timeout);
   const socket = await controlSocket(values);
   let report: unknown;
   try {
@@ -82,9 +75,25 @@ export async function runStatus(argv: string[], out: StatusOutput = process.stdo
   return 0;
 }
 
-/** The daemon's control socket: --socket, else the config's control.socket, else the one in /run/sectunnel. */
+/**
+ * The daemon's control socket from --socket / --config: --socket, else the config's
+ * control.socket (a config file or network XML), else the one in /run/sectunnel.
+ * Both flags at once is a usage error.
+ */
 export async function controlSocket(values: { socket?: string | undefined; config?: string | undefined }): Promise<string> {
+  if (values.socket !== undefined && values.config !== undefined) throw new CliError('give --socket or --config, not both', EXIT_USAGE);
   return values.socket ?? (values.config !== undefined ? (await loadHostConfig(values.config)).cfg.control.socket : await findSocket());
+}
+
+/** Default wait for a control reply (--timeout). */
+export const CONTROL_TIMEOUT_DEFAULT_MS = 5000;
+
+/** The value of --timeout MS (absent: `defaultMs`); anything but an integer in 1..600000 is a usage error. */
+export function timeoutMsOf(value: string | undefined, defaultMs = CONTROL_TIMEOUT_DEFAULT_MS): number {
+  if (value === undefined) return defaultMs;
+  const ms = Number(value);
+  if (!/^[0-9]+$/.test(value) || ms < 1 || ms > 600_000) throw new CliError(`--timeout ${value}: expected milliseconds, an integer in 1..600000`, EXIT_USAGE);
+  return ms;
 }
 
 /** The one socket in /run/sectunnel, or a CliError telling the operator to name it. */

@@ -11,7 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { callControl, ControlClientError } from '../../src/control/status-client.js';
 import { ControlMethodError, ControlServer, ControlServerError } from '../../src/control/status-server.js';
 import { STATUS_REPORT_VERSION, type StatusReport } from '../../src/control/status-report.js';
-import { formatAge, formatStatus, runStatus } from '../../src/cli/status.js';
+import { controlSocket, formatAge, formatStatus, runStatus, timeoutMsOf } from '../../src/cli/status.js';
 import { CliError } from '../../src/cli/errors.js';
 
 let dir: string;
@@ -425,5 +425,21 @@ describe('sectunnel status', () => {
       expect(e, argv.join(' ')).toBeInstanceOf(CliError);
       expect(e.exitCode, argv.join(' ')).toBe(2);
     }
+  });
+});
+
+describe('the flags every control command shares (status, rekey, attach, detach, hook)', () => {
+  it('--timeout: default when absent, an integer in 1..600000, else exit 2 naming the value', () => {
+    expect(timeoutMsOf(undefined)).toBe(5000);
+    expect(timeoutMsOf(undefined, 7000)).toBe(7000);
+    expect(timeoutMsOf('600000')).toBe(600_000);
+    for (const bad of ['0', '600001', '1.5', '-3', 'abc', '']) {
+      expect(() => timeoutMsOf(bad)).toThrow(expect.objectContaining({ exitCode: 2, message: `--timeout ${bad}: expected milliseconds, an integer in 1..600000` }));
+    }
+  });
+
+  it('--socket wins, and --socket with --config is exit 2', async () => {
+    expect(await controlSocket({ socket: '/run/x.sock' })).toBe('/run/x.sock');
+    await expect(controlSocket({ socket: '/run/x.sock', config: '/etc/sectunnel/h.yaml' })).rejects.toMatchObject({ exitCode: 2, message: 'give --socket or --config, not both' });
   });
 });
