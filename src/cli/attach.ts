@@ -8,11 +8,10 @@
  * control method (the daemon checks the label and conflicts; exit 2) → one line
  * per change.
  */
-import { parseArgs } from 'node:util';
 import { AttachError, checkDomainName, checkInterfaceName, checkMac, type AttachNic } from '../control/libvirt-attach.js';
 import { callControl, ControlClientError } from '../control/status-client.js';
 import type { AttachSummary } from './daemon/daemon.js';
-import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors.js';
+import { CliError, EXIT_FAILURE, EXIT_USAGE, parseCommandArgs } from './errors.js';
 import { registerSubcommand } from './main.js';
 import { controlSocket, timeoutMsOf, type StatusOutput } from './status.js';
 
@@ -106,25 +105,19 @@ export function formatAttachSummary(s: AttachSummary): string {
 
 /** Runs `sectunnel attach` with `argv` (after the subcommand name); returns the exit status, throws CliError. */
 export async function runAttach(argv: string[], out: StatusOutput = process.stdout): Promise<number> {
-  let values: { domain?: string; interface?: string; label?: string; vlan?: string; mac?: string[]; name?: string; socket?: string; config?: string; timeout?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        domain: { type: 'string' },
-        interface: { type: 'string' },
-        label: { type: 'string' },
-        vlan: { type: 'string' },
-        mac: { type: 'string', multiple: true },
-        name: { type: 'string' },
-        ...SOCKET_OPTIONS,
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw usage((e as Error).message, ATTACH_HELP);
-  }
+  const { values } = parseCommandArgs(
+    argv,
+    {
+      domain: { type: 'string' },
+      interface: { type: 'string' },
+      label: { type: 'string' },
+      vlan: { type: 'string' },
+      mac: { type: 'string', multiple: true },
+      name: { type: 'string' },
+      ...SOCKET_OPTIONS,
+    },
+    ATTACH_HELP,
+  );
   if (values.help) {
     out.write(ATTACH_HELP + '\n');
     return 0;
@@ -171,17 +164,11 @@ export async function runAttach(argv: string[], out: StatusOutput = process.stdo
 
 /** Runs `sectunnel detach` with `argv`; returns the exit status, throws CliError. */
 export async function runDetach(argv: string[], out: StatusOutput = process.stdout): Promise<number> {
-  let values: { domain?: string; interface?: string; 'missing-ok'?: boolean; socket?: string; config?: string; timeout?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { domain: { type: 'string' }, interface: { type: 'string' }, 'missing-ok': { type: 'boolean' }, ...SOCKET_OPTIONS },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw usage((e as Error).message, DETACH_HELP);
-  }
+  const { values } = parseCommandArgs(
+    argv,
+    { domain: { type: 'string' }, interface: { type: 'string' }, 'missing-ok': { type: 'boolean' }, ...SOCKET_OPTIONS },
+    DETACH_HELP,
+  );
   if (values.help) {
     out.write(DETACH_HELP + '\n');
     return 0;
