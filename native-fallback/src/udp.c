@@ -192,6 +192,23 @@ static void udp_fill_meta(const udp_state *u, int32_t *row, const struct sockadd
   }
 }
 
+enum { UDP_RECV_RETRY = 1, UDP_RECV_STOP = 2 };
+
+/*
+ * What a failed recvmmsg means for the read loop: UDP_RECV_RETRY (interrupted), UDP_RECV_STOP
+ * (nothing more now; errors queued on the socket — ICMP unreachable and the like — and memory
+ * pressure are counted once and reading goes on at the next wake-up), else -errno (fatal).
+ */
+static int udp_recv_failed(st_io *h, int e) {
+  if (e == EINTR) return UDP_RECV_RETRY;
+  if (e == EAGAIN || e == EWOULDBLOCK) return UDP_RECV_STOP;
+  if (e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH || e == ENOMEM || e == ENOBUFS) {
+    st_io_count(h, ST_RX_ERRORS, e);
+    return UDP_RECV_STOP;
+  }
+  return -e;
+}
+
 static int udp_rx(st_io *h, int ready) {
   udp_state *u = (udp_state *)h->ext;
   struct mmsghdr msgs[UDP_BATCH];
@@ -203,15 +220,10 @@ static int udp_rx(st_io *h, int ready) {
     if (!st_io_recv_prepare(h, n, want, msgs, iov, from, sizeof from[0])) return n ? n : -EINVAL;
     int k = recvmmsg(h->fd, msgs, (unsigned)want, MSG_DONTWAIT, NULL);
     if (k < 0) {
-      int e = errno;
-      if (e == EINTR) continue;
-      if (e == EAGAIN || e == EWOULDBLOCK) break;
-      /* Errors queued on the socket (ICMP unreachable and the like) are reported once: count, go on. */
-      if (e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH || e == ENOMEM || e == ENOBUFS) {
-        st_io_count(h, ST_RX_ERRORS, e);
-        break;
-      }
-      return n ? n : -e;
+      int r = udp_recv_failed(h, errno);
+      if (r == UDP_RECV_RETRY) continue;
+      if (r == UDP_RECV_STOP) break;
+      return n ? n : r;
     }
     for (int j = 0; j < k; j++) {
       int32_t *row = h->meta + (size_t)(n + j) * UDP_META_STRIDE;
@@ -316,14 +328,10 @@ static int udp_rx_gro(st_io *h, int ready) {
     }
     int k = recvmmsg(h->fd, msgs, (unsigned)want, MSG_DONTWAIT, NULL);
     if (k < 0) {
-      int e = errno;
-      if (e == EINTR) continue;
-      if (e == EAGAIN || e == EWOULDBLOCK) break;
-      if (e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH || e == ENOMEM || e == ENOBUFS) {
-        st_io_count(h, ST_RX_ERRORS, e);
-        break;
-      }
-      return n ? n : -e;
+      int r = udp_recv_failed(h, errno);
+      if (r == UDP_RECV_RETRY) continue;
+      if (r == UDP_RECV_STOP) break;
+      return n ? n : r;
     }
     int c = 0;
     for (int j = 0; j < k; j++) {
