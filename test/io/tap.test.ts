@@ -2,7 +2,7 @@
 // a TAP moved into a namespace of ours gets an address, `ping` from there sends
 // ARP and ICMP into our reader, and our crafted replies must satisfy it.
 // Namespaces are named st-io-<pid>-…, interfaces st-io-<pid>…; all are removed.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -12,7 +12,7 @@ import type { PacketBuf } from '../../src/buf/packet-buf.js';
 import { PacketPool } from '../../src/buf/pool.js';
 import { TapDevice } from '../../src/io/tap.js';
 import { itWith } from '../helpers/tools.js';
-import { ioChildTree } from '../helpers/child-tree.js';
+import { ioChildTree, runChild as runTreeChild } from '../helpers/child-tree.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(__dirname, '..', '..');
@@ -298,19 +298,7 @@ async function runChild(script: string, args: string[] = [], env: Record<string,
   const tree = childTree();
   try {
     writeFileSync(join(tree, 'child.js'), script);
-    const child = spawn(process.execPath, [...args, join(tree, 'child.js')], {
-      env: { ...process.env, SECTUNNEL_NATIVE_PATH: ADDON, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    // A guard so a hanging child fails the test instead of hanging it: kill after 30 s.
-    const guard = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-    clearTimeout(guard);
-    return { code, stdout, stderr };
+    return await runTreeChild([process.execPath, ...args, join(tree, 'child.js')], { SECTUNNEL_NATIVE_PATH: ADDON, ...env });
   } finally {
     rmSync(tree, { recursive: true, force: true });
   }

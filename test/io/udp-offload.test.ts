@@ -2,8 +2,7 @@
 // Loopback keeps a GSO message whole up to a socket with UDP_GRO (one coalesced datagram)
 // and cuts it into its datagrams for a socket without; both must deliver the sent datagrams.
 // The refusal test runs a child process in a namespace `st-h8u-…` whose loopback MTU is small.
-import { execFile, spawn } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,7 +12,8 @@ import type { PacketBuf } from '../../src/buf/packet-buf.js';
 import { PacketPool } from '../../src/buf/pool.js';
 import { UdpTransport, offloadOption, type UdpBindOptions } from '../../src/io/udp.js';
 import { itWith } from '../helpers/tools.js';
-import { ioChildTree } from '../helpers/child-tree.js';
+import { ioChildTree, runChild } from '../helpers/child-tree.js';
+import { payloads } from '../helpers/payloads.js';
 
 const ROOT = resolve(__dirname, '..', '..');
 const sh = promisify(execFile);
@@ -24,15 +24,6 @@ async function until(cond: () => boolean, what: string): Promise<void> {
     if (waited > 20_000) throw new Error(`gave up waiting: ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
-}
-
-/** Pool buffers with random payloads of the given sizes. */
-function payloads(pool: PacketPool, sizes: readonly number[]): PacketBuf[] {
-  return sizes.map((n) => {
-    const b = pool.get()!;
-    randomFillSync(b.bytes, b.append(n), n);
-    return b;
-  });
 }
 
 interface Received {
@@ -257,17 +248,7 @@ describe('UDP GSO refused by the kernel', () => {
         a.close(); b.close();
       `,
       );
-      const child = spawn('ip', ['netns', 'exec', ns, process.execPath, join(tree, 'child.js')], {
-        env: { ...process.env, SECTUNNEL_NATIVE_PATH: ADDON },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const guard = setTimeout(() => child.kill('SIGKILL'), 30_000);
-      const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-      clearTimeout(guard);
+      const { code, stdout, stderr } = await runChild(['ip', 'netns', 'exec', ns, process.execPath, join(tree, 'child.js')], { SECTUNNEL_NATIVE_PATH: ADDON });
       expect(stderr).toBe('');
       expect(code).toBe(0);
       const r = JSON.parse(stdout) as {

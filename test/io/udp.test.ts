@@ -1,12 +1,12 @@
 // src/io/udp.ts and src/io/udp-dgram.ts: the same suite runs over the native
 // transport (recvmmsg/sendmmsg) and the node:dgram fallback, on loopback only.
-import { randomFillSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { PacketBuf } from '../../src/buf/packet-buf.js';
 import { PacketPool } from '../../src/buf/pool.js';
 import { IoError } from '../../src/io/tap.js';
 import { UdpTransport, formatIp, parseIp, type UdpBindOptions } from '../../src/io/udp.js';
 import { itWith } from '../helpers/tools.js';
+import { payloads } from '../helpers/payloads.js';
 
 /** Resolves when cond() holds; rejects with `what` after 20 s (a guard against hangs, not a timing assertion). */
 async function until(cond: () => boolean, what: string): Promise<void> {
@@ -18,15 +18,6 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 
 /** 64 distinct sizes from 1 to 1500 octets. */
 const SIZES = Array.from({ length: 64 }, (_, i) => 1 + Math.floor((i * 1499) / 63));
-
-/** Fills `count` pool buffers with random payloads of the given sizes. */
-function payloads(pool: PacketPool, sizes: number[]): PacketBuf[] {
-  return sizes.map((n) => {
-    const b = pool.get()!;
-    randomFillSync(b.bytes, b.append(n), n);
-    return b;
-  });
-}
 
 interface Received {
   data: Uint8Array;
