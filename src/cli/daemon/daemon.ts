@@ -288,13 +288,7 @@ export class Daemon implements DaemonView {
     const mtu = mtuPlan(cfg);
     for (const n of notes) log.warn('config note', { config: o.configFile, note: n });
     for (const m of kept.problems) log.error('runtime attachment not restored', m);
-    if (kept.rewrite) {
-      try {
-        writeAttachments(attachmentsFile(fileCfg), fileCfg.state.dir, kept.ok);
-      } catch (e) {
-        log.error('cannot write the runtime attachments', { error: (e as Error).message });
-      }
-    }
+    if (kept.rewrite) saveAttachments(log, fileCfg, kept.ok);
     const undo: (() => unknown)[] = [];
     try {
       const pool = new PacketPool({ packets: cfg.pool.packets, slotBytes: cfg.pool.slotBytes });
@@ -507,12 +501,8 @@ export class Daemon implements DaemonView {
     this.attachments = plan.next;
     const detail = (a: Attachment) => ({ name: a.name, interface: a.interface, label: a.label, macs: a.macs });
     this.log.info(what === 'attach' ? 'domain attached' : 'domain detached', { domain, added: plan.added.map(detail), removed: plan.removed.map(detail), kept: summary.reload.domains.kept });
-    try {
-      writeAttachments(attachmentsFile(this.fileCfg), this.fileCfg.state.dir, plan.next);
-    } catch (e) {
-      summary.notPersisted = (e as Error).message;
-      this.log.error('cannot write the runtime attachments: the change is live but a restarted daemon will not know it', { error: summary.notPersisted });
-    }
+    const notSaved = saveAttachments(this.log, this.fileCfg, plan.next, ': the change is live but a restarted daemon will not know it');
+    if (notSaved !== null) summary.notPersisted = notSaved;
     return summary;
   }
 
@@ -528,11 +518,7 @@ export class Daemon implements DaemonView {
       if (fit.dropped.length > 0) {
         for (const x of fit.dropped) this.log.error('runtime attachment detached: the reloaded config contradicts it', { name: x.attachment.name, domain: x.attachment.domain, interface: x.attachment.interface, why: x.why });
         this.attachments = fit.ok;
-        try {
-          writeAttachments(attachmentsFile(fileCfg), fileCfg.state.dir, fit.ok);
-        } catch (e) {
-          this.log.error('cannot write the runtime attachments', { error: (e as Error).message });
-        }
+        saveAttachments(this.log, fileCfg, fit.ok);
       }
       this.reloads++;
       this.log.info('config reloaded', { ...summary });
@@ -831,6 +817,18 @@ function keptAttachments(fileCfg: DaemonConfig): { ok: Attachment[]; problems: R
     return false;
   });
   return { ok, problems, rewrite: problems.length > 0 };
+}
+
+/** Writes the overlay file (state.dir); a failure is logged (`consequence` appended) and its message returned, else null. */
+function saveAttachments(log: Logger, fileCfg: DaemonConfig, list: readonly Attachment[], consequence = ''): string | null {
+  try {
+    writeAttachments(attachmentsFile(fileCfg), fileCfg.state.dir, list);
+    return null;
+  } catch (e) {
+    const error = (e as Error).message;
+    log.error(`cannot write the runtime attachments${consequence}`, { error });
+    return error;
+  }
 }
 
 /** An attach/detach failure as the control error the client sees. */
