@@ -75,7 +75,7 @@ import { applyMtu, interfaceExists, openPort, PortHandle, portSpecOf, samePort }
 import { dropPrivileges } from './privileges.js';
 import { labelSummary, metricsSnapshot, SECTUNNEL_VERSION, statusReport, type DaemonView } from './report.js';
 import { SaRegistry } from './sas.js';
-import { openTransport, type OpenTransport } from './transport.js';
+import { endpointText, openTransport, type OpenTransport } from './transport.js';
 import { noisePrimitives } from '../../core/noise.js';
 import { Handshakes, loadPsks } from './handshake.js';
 import { UdpTransport } from '../../io/udp.js';
@@ -404,8 +404,7 @@ export class Daemon implements DaemonView {
               const b = bufs[i]!;
               const len = b.end - b.start;
               if (len >= NON_ESP_MARKER_BYTES && b.bytes[b.start] === 0 && b.bytes[b.start + 1] === 0 && b.bytes[b.start + 2] === 0 && b.bytes[b.start + 3] === 0) {
-                const a = meta.address(i);
-                handshakes.receive(b.bytes.slice(b.start, b.end), a.includes(':') ? `[${a}]:${meta.port(i)}` : `${a}:${meta.port(i)}`);
+                handshakes.receive(b.bytes.slice(b.start, b.end), endpointText(meta.address(i), meta.port(i)));
               }
               pool.put(b);
             }

@@ -33,6 +33,7 @@ import type { Tables } from '../../core/tables.js';
 import type { EspTransport } from '../../io/raw-esp.js';
 import type { UdpRxMeta } from '../../io/udp.js';
 import type { PortHandle } from './ports.js';
+import { endpointText } from './transport.js';
 
 /** Largest batch either pipeline runs (port and transport batches are at most 64). */
 export const DATAPLANE_MAX_BATCH = 256;
@@ -188,9 +189,7 @@ export class Dataplane {
         const i = d.controlFrom[c]!;
         const b = batch[i]!;
         const row = off + i;
-        const address = meta.address(row);
-        const source = address.includes(':') ? `[${address}]:${meta.port(row)}` : `${address}:${meta.port(row)}`;
-        this.onControl(b.bytes.slice(b.start, b.end), source);
+        this.onControl(b.bytes.slice(b.start, b.end), endpointText(meta.address(row), meta.port(row)));
       }
     }
     if (this.onUnknownSpi !== null) {

@@ -44,6 +44,7 @@ import type { AeadBackendName } from '../../crypto/aead.js';
 import type { EspTransport } from '../../io/raw-esp.js';
 import { UDP_MAX_PEERS } from '../../io/udp.js';
 import { DaemonError } from './errors.js';
+import { endpointText } from './transport.js';
 
 /** The timer runs at least this often (soft limits and first-data switches are polled). */
 export const TICK_MAX_MS = 1000;
@@ -52,10 +53,6 @@ export const UNDER_LOAD_MESSAGES = 64;
 /** Transport peer index used for sends to an address that is not a configured peer (cookie replies). */
 const SCRATCH_PEER_INDEX = UDP_MAX_PEERS - 1;
 
-/** "addr:port", or "[addr]:port" for IPv6: the endpoint text of sessions. */
-export function endpointText(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
 
 function parseEndpoint(text: string): { address: string; port: number } | null {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(text);

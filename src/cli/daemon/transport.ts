@@ -28,6 +28,14 @@ import { RawEspTransport, type EspTransport } from '../../io/raw-esp.js';
 import { UdpTransport } from '../../io/udp.js';
 import { DaemonError } from './errors.js';
 
+/**
+ * "addr:port", or "[addr]:port" for IPv6: how an underlay endpoint is written wherever one is
+ * compared or shown (handshake sources, session endpoints).
+ */
+export function endpointText(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 /** An open underlay transport and how its packets enter the receive pipeline. */
 export interface OpenTransport {
   readonly transport: EspTransport;
